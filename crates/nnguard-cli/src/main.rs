@@ -1,0 +1,34 @@
+//! The `nnguard` command-line tool: one binary for the whole model-security lifecycle.
+
+mod cmd;
+mod exit;
+
+use clap::{Parser, Subcommand};
+use exit::Outcome;
+
+/// Secure neural networks end to end: attack, defend, certify, scan, sign and serve.
+#[derive(Debug, Parser)]
+#[command(name = "nnguard", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every subcommand; each lives in its own module under `cmd/`.
+#[derive(Debug, Subcommand)]
+enum Command {
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    exit::init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return exit::usage_error(err),
+    };
+    exit::finish(run(cli))
+}

@@ -1,0 +1,1 @@
+//! nnguard model
