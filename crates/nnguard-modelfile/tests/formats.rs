@@ -402,3 +402,70 @@ fn tar_with_links_and_escapes() {
     assert_eq!(rules(&r), ["TarEntryIsLink", "PickleGlobalNotAllowed"]);
     assert_eq!(r.findings[1].location.entry, ["pickle"]);
 }
+
+fn torch_entries() -> Vec<(String, Vec<u8>)> {
+    let original = fixture_bytes("state_dict.pt");
+    let mut a =
+        zip::ZipArchive::new(std::io::Cursor::new(original)).unwrap_or_else(|e| panic!("{e}"));
+    let mut entries = Vec::new();
+    for i in 0..a.len() {
+        let mut f = a.by_index(i).unwrap_or_else(|e| panic!("{e}"));
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut v).unwrap_or_else(|e| panic!("{e}"));
+        entries.push((f.name().unwrap_or_default().to_string(), v));
+    }
+    entries
+}
+
+fn zip_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let refs: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    make_zip(&refs)
+}
+
+#[test]
+fn torch_storage_missing_or_short() {
+    let entries: Vec<_> = torch_entries()
+        .into_iter()
+        .filter(|(n, _)| n != "state_dict/data/3")
+        .collect();
+    let r = scan("m.pt", &zip_of(&entries));
+    assert_eq!(rules(&r), ["TorchStorageMismatch"]);
+    assert!(
+        r.findings[0].message.contains("state_dict/data/3"),
+        "{}",
+        r.findings[0].message
+    );
+    let mut entries = torch_entries();
+    for (n, d) in &mut entries {
+        if n == "state_dict/data/2" {
+            d.truncate(100);
+        }
+    }
+    assert_eq!(
+        rules(&scan("m.pt", &zip_of(&entries))),
+        ["TorchStorageMismatch"]
+    );
+}
+
+#[test]
+fn torch_storage_crc_is_checked_on_request() {
+    let mut data = fixture_bytes("state_dict.pt");
+    let storage = torch_entries()
+        .into_iter()
+        .find(|(n, _)| n == "state_dict/data/2")
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    let at = data
+        .windows(64)
+        .position(|w| w == &storage[..64])
+        .unwrap_or(0);
+    data[at + 10] ^= 0x01;
+    assert!(scan("m.pt", &data).findings.is_empty());
+    let r = Scanner::new()
+        .with_storage_crc(true)
+        .scan_bytes("m.pt", &data);
+    assert_eq!(rules(&r), ["ZipCrcMismatch"]);
+}

@@ -106,6 +106,7 @@ pub const ALL: &[&Rule] = &[
     &pickle::PICKLE_EXPANSION_BOMB,
     &pickle::PICKLE_NESTED_PICKLE,
     &pickle::TORCH_LEGACY_STORAGE_MISMATCH,
+    &pickle::TORCH_STORAGE_MISMATCH,
     &zip::ZIP_ARCHIVE_INVALID,
     &zip::ZIP_ENTRY_ESCAPES_ROOT,
     &zip::ZIP_ENTRY_ENCRYPTED,

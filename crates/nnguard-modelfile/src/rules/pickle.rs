@@ -187,3 +187,19 @@ pub const TORCH_LEGACY_STORAGE_MISMATCH: Rule = Rule {
     summary: "Legacy PyTorch storage records do not match the declared storages",
     help: "Re-export the model from a trusted source with torch.save (zip format) or safetensors.",
 };
+
+/// **What**: a PyTorch zip checkpoint whose pickle refers to a tensor storage that is missing
+/// from the archive or whose `data/` entry is shorter than the pickle declares.
+///
+/// **Why**: a truncated or forged checkpoint; loaders fail or read memory they should not.
+///
+/// **Example**: `archive/data/3` deleted from a checkpoint that still refers to it.
+///
+/// **References**: `torch/serialization.py`, `_load`.
+pub const TORCH_STORAGE_MISMATCH: Rule = Rule {
+    code: "NNG112",
+    name: "TorchStorageMismatch",
+    severity: Severity::Medium,
+    summary: "A tensor storage of a PyTorch checkpoint is missing or too short",
+    help: "Obtain the checkpoint again; verify its signature.",
+};

@@ -49,6 +49,8 @@ const SNIFF_BYTES: usize = 512;
 pub struct Scanner {
     pub(crate) limits: Limits,
     pub(crate) allow: Allowlist,
+    /// Read every tensor storage of PyTorch zip checkpoints to check its CRC-32.
+    pub(crate) verify_storages: bool,
 }
 
 /// Findings collected while scanning one file.
@@ -150,6 +152,14 @@ impl Scanner {
     /// Replaces the limits (tests use small ones).
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Also reads the tensor storages of PyTorch zip checkpoints to check their CRC-32
+    /// (off by default: storages are data, never executed, and are only checked for presence
+    /// and size; every pickle and every other entry is always read and CRC-checked).
+    pub fn with_storage_crc(mut self, verify: bool) -> Self {
+        self.verify_storages = verify;
         self
     }
 

@@ -5,7 +5,7 @@ use crate::finding::Format;
 use crate::limits::{MAX_STACKED_PICKLES, MAX_ZIP_COMPRESSION_RATIO, MIN_BOMB_CHECK_BYTES};
 use crate::pickle::{self, Trailing, Value};
 use crate::rules;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek};
 
 /// What the central directory says about one entry.
@@ -35,16 +35,24 @@ fn is_pickle_name(name: &str) -> bool {
     lower.ends_with(".pkl") || lower.ends_with(".pickle")
 }
 
-/// The storage keys a PyTorch pickle refers to through persistent ids
-/// `('storage', type, key, location, numel)`.
-pub(crate) fn storage_keys(out: &pickle::Outcome) -> Vec<String> {
+/// The storages a PyTorch pickle refers to through persistent ids
+/// `('storage', type, key, location, numel)`: key and byte size, when the type is known.
+pub(crate) fn storage_keys(out: &pickle::Outcome) -> Vec<(String, Option<u64>)> {
     let a = &out.arena;
     (0..a.len() as u32)
         .filter_map(|id| match a.get(id) {
             Some(Value::PersistentId(pid)) => {
                 let t = a.seq(*pid)?;
                 (a.str(*t.first()?)? == "storage").then_some(())?;
-                a.str(*t.get(2)?).map(str::to_owned)
+                let key = a.str(*t.get(2)?)?.to_owned();
+                let elem = a
+                    .global(*t.get(1)?)
+                    .and_then(|(m, n)| super::legacy::storage_element_size(m, n));
+                let numel = t
+                    .get(4)
+                    .and_then(|n| a.int(*n))
+                    .and_then(|n| u64::try_from(n).ok());
+                Some((key, elem.zip(numel).and_then(|(e, n)| e.checked_mul(n))))
             }
             _ => None,
         })
@@ -113,7 +121,12 @@ pub(crate) fn scan<R: Read + Seek>(
         .any(|m| m.name == "data.pkl" || m.name.ends_with("/data.pkl"));
     // Pickles named as such first, so that their storage keys are known for the rest.
     metas.sort_by_key(|m| !is_pickle_name(&m.name));
-    let mut storages: HashSet<String> = HashSet::new();
+    let mut storages: HashMap<String, Option<u64>> = HashMap::new();
+    let mut seen_storages: HashSet<String> = HashSet::new();
+    let data_prefix = metas
+        .iter()
+        .find_map(|m| m.name.strip_suffix("data.pkl").map(|p| format!("{p}data/")))
+        .unwrap_or_default();
     for m in &metas {
         let here = child(entry, m.name.clone());
         if escapes_root(&m.name) {
@@ -183,7 +196,29 @@ pub(crate) fn scan<R: Read + Seek>(
         }
         let base = m.name.rsplit('/').next().unwrap_or(&m.name);
         let in_data_dir = m.name.rsplit('/').nth(1) == Some("data");
-        let is_storage = is_torch && in_data_dir && storages.contains(base);
+        let declared = storages.get(base).copied();
+        let is_storage =
+            is_torch && in_data_dir && declared.is_some() && m.name.starts_with(&data_prefix);
+        if is_storage {
+            seen_storages.insert(base.to_owned());
+            if let Some(Some(bytes)) = declared
+                && m.size < bytes
+            {
+                ctx.report(
+                    &rules::pickle::TORCH_STORAGE_MISMATCH,
+                    None,
+                    format!(
+                        "storage entry {:?} has {} bytes, but the pickle declares {bytes}",
+                        m.name, m.size
+                    ),
+                    entry,
+                    None,
+                );
+            }
+            if !ctx.scanner.verify_storages {
+                continue;
+            }
+        }
         let named_pickle = is_pickle_name(&m.name);
         let mut reader = match archive.by_index(m.index) {
             Ok(r) => r,
@@ -232,7 +267,10 @@ pub(crate) fn scan<R: Read + Seek>(
             );
             if is_torch {
                 for out in &stream.outcomes {
-                    storages.extend(storage_keys(out));
+                    for (k, size) in storage_keys(out) {
+                        let e = storages.entry(k).or_insert(size);
+                        *e = (*e).max(size);
+                    }
                 }
             }
             continue;
@@ -261,6 +299,23 @@ pub(crate) fn scan<R: Read + Seek>(
             .dispatch_bytes(ctx, &data, &m.name, false, &here, depth + 1);
     }
     if is_torch {
+        let mut missing: Vec<&String> = storages
+            .keys()
+            .filter(|k| !seen_storages.contains(*k))
+            .collect();
+        missing.sort();
+        if let Some(first) = missing.first() {
+            ctx.report(
+                &rules::pickle::TORCH_STORAGE_MISMATCH,
+                None,
+                format!(
+                    "{} storage(s) the pickle refers to are missing from the archive (first: {data_prefix}{first})",
+                    missing.len()
+                ),
+                entry,
+                None,
+            );
+        }
         Format::TorchZip
     } else {
         Format::Zip
