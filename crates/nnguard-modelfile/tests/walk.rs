@@ -87,3 +87,29 @@ fn sarif_and_json_shape() {
     );
     assert_eq!(j["files"][0]["findings"][0]["severity"], "critical");
 }
+
+#[test]
+fn large_non_model_files_are_skipped_and_large_protocol0_pickles_are_not() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let noise: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x01)
+        .collect();
+    std::fs::write(dir.path().join("video.mp4"), &noise).unwrap_or_else(|e| panic!("{e}"));
+    let r = Scanner::new().scan_paths(&[dir.path()]);
+    assert_eq!(r.verdict(), Verdict::NothingScanned, "{:?}", r.files);
+    let big_arg = "x".repeat(2_000_000);
+    std::fs::write(
+        dir.path().join("blob"),
+        reduce_call("os", "system", &big_arg),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = Scanner::new().scan_paths(&[dir.path()]);
+    assert_eq!(r.finding_count(), 1);
+    assert_eq!(
+        r.files
+            .iter()
+            .find(|f| !f.findings.is_empty())
+            .map(|f| rules(f)),
+        Some(vec!["PickleGlobalNotAllowed"])
+    );
+}

@@ -49,6 +49,13 @@ pub(crate) fn looks_like_pickle(data: &[u8], ctx: &Ctx<'_>) -> bool {
     }
 }
 
+/// True when a prefix of a longer file runs as a pickle up to its end, imports something
+/// and fails only for lack of data (a protocol 0/1 pickle larger than the prefix).
+pub(crate) fn starts_like_pickle(prefix: &[u8], ctx: &Ctx<'_>) -> bool {
+    let out = run(prefix, 0, &ctx.scanner.limits, &ctx.scanner.allow);
+    out.imports > 0 && out.truncated
+}
+
 /// Scans the pickles in `data`, reporting findings under `entry`.
 pub(crate) fn scan_stream(
     ctx: &mut Ctx<'_>,

@@ -58,6 +58,8 @@ pub struct Outcome {
     pub ops: u64,
     /// The highest `PROTO` seen.
     pub protocol: Option<u8>,
+    /// True when the VM stopped because the data ended (truncated, or a prefix).
+    pub truncated: bool,
 }
 
 /// An error that ends the run; it becomes an [`Issue`].
@@ -127,6 +129,7 @@ impl Vm<'_, '_> {
                     at,
                     "the pickle ends without STOP (truncated)".into(),
                 );
+                self.out.truncated = true;
                 self.out.failed = true;
                 return;
             }
@@ -208,15 +211,12 @@ impl Vm<'_, '_> {
     // ---- reading arguments -------------------------------------------------------------
 
     fn take(&mut self, n: usize) -> Step<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.data.len())
-            .ok_or_else(|| {
-                parse_err(format!(
-                    "argument of {n} bytes runs past the end of the data"
-                ))
-            })?;
+        let Some(end) = self.pos.checked_add(n).filter(|e| *e <= self.data.len()) else {
+            self.out.truncated = true;
+            return Err(parse_err(format!(
+                "argument of {n} bytes runs past the end of the data"
+            )));
+        };
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -258,10 +258,10 @@ impl Vm<'_, '_> {
     /// A text line, without its `\n`.
     fn line(&mut self) -> Step<&[u8]> {
         let rest = &self.data[self.pos..];
-        let n = rest
-            .iter()
-            .position(|b| *b == b'\n')
-            .ok_or_else(|| parse_err("text argument has no end of line"))?;
+        let Some(n) = rest.iter().position(|b| *b == b'\n') else {
+            self.out.truncated = true;
+            return Err(parse_err("text argument has no end of line"));
+        };
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n + 1;
         Ok(s)

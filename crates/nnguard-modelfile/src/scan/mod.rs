@@ -44,6 +44,10 @@ const MODEL_EXTENSIONS: &[&str] = &[
 /// Bytes read to recognise a format.
 const SNIFF_BYTES: usize = 512;
 
+/// Bytes of an unrecognised file run through the pickle VM to see whether it is a protocol
+/// 0/1 pickle.
+const PROBE_BYTES: u64 = 1 << 20;
+
 /// Scans model files. Holds the limits and the allowlist; cheap to build and share.
 #[derive(Debug, Clone, Default)]
 pub struct Scanner {
@@ -270,10 +274,21 @@ impl Scanner {
                 Some(Format::Npy)
             }
             sniffed => {
-                let data = read_capped(&mut ctx, &mut file, len, &[])?;
-                self.scan_loaded(&mut ctx, sniffed, &data, name, named, &[], 0)
-                    .map(Some)
-                    .unwrap_or(None)
+                // A file in no recognised format is read whole only when it is named like a
+                // model or its beginning runs as a protocol 0/1 pickle.
+                let probe_len = len.min(PROBE_BYTES);
+                let whole = sniffed.is_some()
+                    || has_model_extension(name)
+                    || extension_is(name, "onnx")
+                    || pickle::looks_like_pickle(&read_prefix(&mut file, probe_len)?, &ctx)
+                    || (len > probe_len
+                        && pickle::starts_like_pickle(&read_prefix(&mut file, probe_len)?, &ctx));
+                if whole {
+                    let data = read_capped(&mut ctx, &mut file, len, &[])?;
+                    self.scan_loaded(&mut ctx, sniffed, &data, name, named, &[], 0)
+                } else {
+                    None
+                }
             }
         };
         if format == Some(Format::Onnx)
