@@ -246,3 +246,28 @@ fn text_file_is_skipped() {
     let r = scan("model.pt", b"just some notes\n");
     assert_eq!(rules(&r), ["FileFormatUnrecognized"]);
 }
+
+#[test]
+fn nested_pickle_passed_as_protocol2_codecs_bytes() {
+    // Protocol 2 writes bytes as _codecs.encode(text, 'latin1'); the inner pickle is found.
+    let inner = reduce_call("os", "system", "id");
+    let text: String = inner.iter().map(|b| char::from(*b)).collect();
+    let mut p = vec![0x80, 2];
+    p.extend(b"c_pickle\nloads\nc_codecs\nencode\n");
+    let mut arg = vec![b'X'];
+    arg.extend((text.len() as u32).to_le_bytes());
+    arg.extend(text.as_bytes());
+    p.extend(arg);
+    p.extend(short_unicode("latin1"));
+    p.extend([0x86, b'R', 0x85, b'R', b'.']);
+    let r = scan("evil.pkl", &p);
+    assert_eq!(
+        rules(&r),
+        [
+            "PickleGlobalNotAllowed",
+            "PickleNestedPickle",
+            "PickleGlobalNotAllowed"
+        ]
+    );
+    assert!(r.findings[2].message.contains("`os.system`"));
+}

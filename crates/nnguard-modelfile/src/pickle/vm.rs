@@ -422,11 +422,11 @@ impl Vm<'_, '_> {
                 if is_loads(module, name) {
                     let what = format!("{module}.{name}");
                     let first = self.out.arena.seq(args).and_then(|a| a.first().copied());
-                    if let Some(Value::Bytes(bytes)) = first.and_then(|f| self.out.arena.get(f)) {
+                    if let Some(bytes) = first.and_then(|f| self.bytes_of(f)) {
                         self.out.nested.push(NestedPickle {
                             call_offset: at as u64,
                             callable: what,
-                            bytes: bytes.clone(),
+                            bytes,
                         });
                     }
                 }
@@ -453,6 +453,27 @@ impl Vm<'_, '_> {
             appended: Vec::new(),
             state: None,
         })
+    }
+
+    /// The bytes a value stands for: a bytes literal, or `_codecs.encode(text, 'latin1')`,
+    /// which protocol 2 writes for bytes.
+    fn bytes_of(&self, id: NodeId) -> Option<ByteData> {
+        let a = &self.out.arena;
+        match a.get(id)? {
+            Value::Bytes(b) => Some(b.clone()),
+            Value::Object {
+                construct: Construct::Call { callable, args },
+                ..
+            } if a.global(*callable) == Some(("_codecs", "encode")) => {
+                let text = a.str(*a.seq(*args)?.first()?)?;
+                let bytes: Option<Vec<u8>> = text
+                    .chars()
+                    .map(|c| u8::try_from(u32::from(c)).ok())
+                    .collect();
+                bytes.map(|b| ByteData::Owned(b.into_boxed_slice()))
+            }
+            _ => None,
+        }
     }
 
     fn tuple(&mut self, ids: Vec<NodeId>) -> Step<NodeId> {

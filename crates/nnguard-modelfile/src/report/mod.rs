@@ -1,12 +1,12 @@
-//! Rendering a [`ScanReport`](crate::ScanReport): human text, JSON and SARIF 2.1.0.
+//! Rendering a [`ScanReport`]: human text, JSON and SARIF 2.1.0.
+
+use crate::finding::ScanReport;
 
 mod sarif;
 mod text;
 
 pub use sarif::to_sarif;
 pub use text::to_text;
-
-use crate::finding::ScanReport;
 
 /// Version of the JSON report layout; bumped on incompatible changes.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
