@@ -17,10 +17,17 @@ struct Cli {
 /// Every subcommand; each lives in its own module under `cmd/`.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Scan model files (pickle, PyTorch, NumPy, ONNX, safetensors) for code execution and
+    /// format anomalies, without loading them.
+    Scan(cmd::scan::ScanArgs),
+    /// Convert a PyTorch checkpoint to safetensors through the non-executing reader.
+    Convert(cmd::convert::ConvertArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
     }
 }
 

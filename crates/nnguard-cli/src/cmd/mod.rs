@@ -1,1 +1,4 @@
 //! Subcommands, one module each.
+
+pub mod convert;
+pub mod scan;
