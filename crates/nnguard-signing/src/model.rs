@@ -64,6 +64,9 @@ pub struct VerifyOptions {
     /// Further paths to ignore, relative to the model root; the signed manifest's own
     /// `ignore_paths` are always added.
     pub ignore_paths: Vec<String>,
+    /// Only check the files named in the signed manifest: files added since signing are
+    /// not findings (they are still hashed; `model_signing`'s `--ignore_unsigned_files`).
+    pub ignore_unsigned_files: bool,
     /// Number of hashing threads; `None` uses one per CPU core.
     pub threads: Option<usize>,
 }
@@ -232,7 +235,21 @@ pub fn verify_model(
         ignore_paths,
         threads: options.threads,
     };
-    let actual = hash_model(model, &hash_options, progress)?;
+    let mut actual = hash_model(model, &hash_options, progress)?;
+    if options.ignore_unsigned_files {
+        let signed: HashSet<&str> = expected
+            .resources
+            .iter()
+            .map(|r| r.key.path.as_str())
+            .collect();
+        actual
+            .manifest
+            .resources
+            .retain(|r| signed.contains(r.key.path.as_str()));
+        actual
+            .anomalies
+            .retain(|a| a.rel() == "." || signed.contains(a.rel()));
+    }
     let findings = compare(&expected, &actual.manifest, &actual.anomalies);
     Ok(Verification {
         manifest: expected,
@@ -251,6 +268,10 @@ fn ignores_everything(path: &str) -> bool {
 fn compare(expected: &Manifest, actual: &Manifest, anomalies: &[Anomaly]) -> Vec<Finding> {
     let mut findings: Vec<Finding> = anomalies.iter().map(Finding::from_anomaly).collect();
     let anomalous: HashSet<&str> = anomalies.iter().map(Anomaly::rel).collect();
+    if anomalous.contains(".") {
+        // The model path itself is a link or special file: nothing below it was looked at.
+        return findings;
+    }
 
     let want: BTreeMap<&ItemKey, &[u8; 32]> = expected
         .resources

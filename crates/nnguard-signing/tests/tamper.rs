@@ -90,6 +90,26 @@ fn an_added_file_is_file_added() -> TestResult {
 }
 
 #[test]
+fn unsigned_files_can_be_left_out_on_request() -> TestResult {
+    let (_tmp, model) = copy_of_fixture_model()?;
+    fs::write(model.join("README.md"), b"notes\n")?;
+    fs::rename(model.join("config.json"), model.join("config.old.json"))?;
+    let options = VerifyOptions {
+        ignore_unsigned_files: true,
+        ..VerifyOptions::default()
+    };
+    let findings = verify_with(&model, &python_bundle("model.sig")?, &options)?.findings;
+    // The rename now shows as a missing file, since the new name is not signed.
+    assert_eq!(
+        findings,
+        [Finding::FileMissing {
+            path: "config.json".into()
+        }]
+    );
+    Ok(())
+}
+
+#[test]
 fn a_missing_file_is_file_missing() -> TestResult {
     let (_tmp, model) = copy_of_fixture_model()?;
     fs::remove_file(model.join("config.json"))?;
@@ -145,6 +165,19 @@ fn a_symlink_swapped_in_is_symlink_found() -> TestResult {
     assert_eq!(
         verify_with(&model, &python_bundle("model.sig")?, &options)?.findings,
         []
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn a_model_path_that_is_a_symlink_is_one_finding() -> TestResult {
+    let (tmp, model) = copy_of_fixture_model()?;
+    let link = tmp.path().join("latest");
+    std::os::unix::fs::symlink(&model, &link)?;
+    assert_eq!(
+        verify_copy(&link)?.findings,
+        [Finding::SymlinkFound { path: ".".into() }]
     );
     Ok(())
 }
