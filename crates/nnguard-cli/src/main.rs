@@ -22,12 +22,21 @@ enum Command {
     Scan(cmd::scan::ScanArgs),
     /// Convert a PyTorch checkpoint to safetensors through the non-executing reader.
     Convert(cmd::convert::ConvertArgs),
+    /// Sign a model directory or file with a private key (OpenSSF model-signing format).
+    Sign(cmd::sign::SignArgs),
+    /// Verify a model against its signature and the signer's public key.
+    Verify(cmd::verify::VerifyArgs),
+    /// Create an ECDSA P-256 key pair for signing models.
+    Keygen(cmd::keygen::KeygenArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Sign(args) => cmd::sign::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
     }
 }
 
