@@ -17,6 +17,15 @@ struct Cli {
 /// Every subcommand; each lives in its own module under `cmd/`.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the security assessment of a model on a data set (trains a default CNN on the
+    /// bundled Fashion-MNIST subset when no model is given).
+    Assess(cmd::assess::AssessArgs),
+    /// Train a built-in architecture (mlp, cnn, resnet8) and write safetensors + sidecar.
+    Train(cmd::train::TrainArgs),
+    /// Report a model's accuracy and per-class accuracy on a data set.
+    Predict(cmd::predict::PredictArgs),
+    /// Describe a model file: layers, shapes, parameters, input range, classes.
+    Info(cmd::info::InfoArgs),
     /// Scan model files (pickle, PyTorch, NumPy, ONNX, safetensors) for code execution and
     /// format anomalies, without loading them.
     Scan(cmd::scan::ScanArgs),
@@ -32,6 +41,10 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
+        Command::Assess(args) => cmd::assess::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Predict(args) => cmd::predict::run(args),
+        Command::Info(args) => cmd::info::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Sign(args) => cmd::sign::run(args),

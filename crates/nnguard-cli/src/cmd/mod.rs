@@ -1,7 +1,12 @@
 //! Subcommands, one module each.
 
+pub mod assess;
+pub mod common;
 pub mod convert;
+pub mod info;
 pub mod keygen;
+pub mod predict;
 pub mod scan;
 pub mod sign;
+pub mod train;
 pub mod verify;
