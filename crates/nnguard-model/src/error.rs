@@ -150,8 +150,8 @@ pub enum ModelError {
         /// Why it is invalid.
         reason: String,
     },
-    /// A numeric failure while evaluating a model.
-    #[error("evaluation failed: {0}")]
+    /// A numeric failure while running or training a model (NaN, divergence).
+    #[error("{0}")]
     Eval(String),
 }
 

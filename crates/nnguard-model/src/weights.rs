@@ -141,7 +141,40 @@ pub fn to_bytes(net: &Network, metadata: &[(&str, String)]) -> Result<Vec<u8>, M
     net.valid()
         .save_into(&mut store)
         .map_err(|e| err(e.to_string()))?;
-    store.get_bytes().map_err(|e| err(e.to_string()))
+    let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
+    canonical_header(&bytes).ok_or_else(|| err("the serialised header is malformed".into()))
+}
+
+/// Rewrites a safetensors header with its keys sorted (the writer emits metadata in hash
+/// order), so the same weights always give the same bytes and the same SHA-256.
+fn canonical_header(bytes: &[u8]) -> Option<Vec<u8>> {
+    use std::collections::BTreeMap;
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = bytes.get(8..8usize.checked_add(len)?)?;
+    let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
+    let sorted: BTreeMap<String, serde_json::Value> = parsed
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::Object(m) => {
+                    let inner: BTreeMap<String, serde_json::Value> = m.into_iter().collect();
+                    serde_json::to_value(inner).unwrap_or(serde_json::Value::Null)
+                }
+                other => other,
+            };
+            (k, v)
+        })
+        .collect();
+    let mut text = serde_json::to_vec(&sorted).ok()?;
+    // Keep the data section 8-byte aligned, as the reference writer does.
+    while (8 + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Some(out)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced,
@@ -152,7 +185,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ModelError::io(path, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".nnguard-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Readable by others like any file the user writes (temp files default to 0600).
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| ModelError::io(path, e))?;
     tmp.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
     tmp.as_file()
         .sync_all()

@@ -83,6 +83,7 @@ fn input_gradients_match_pytorch_autograd() {
         ("cnn.onnx", "cnn"),
         ("mlp.onnx", "mlp"),
         ("cnn.safetensors", "cnn"),
+        ("mlp.safetensors", "mlp"),
     ] {
         let m = load(file);
         let r = &g["models"][name];
@@ -130,7 +131,12 @@ fn input_gradients_match_pytorch_autograd() {
 fn fgsm_from_our_gradients_gives_pytorchs_adversarial_predictions() {
     let g = json("reference/gradients.json");
     let data = first_test_images(10);
-    for (file, name) in [("cnn.onnx", "cnn"), ("mlp.onnx", "mlp")] {
+    for (file, name) in [
+        ("cnn.onnx", "cnn"),
+        ("mlp.onnx", "mlp"),
+        ("cnn.safetensors", "cnn"),
+        ("mlp.safetensors", "mlp"),
+    ] {
         let m = load(file);
         let x = batch(&m, &data);
         let grad = m
