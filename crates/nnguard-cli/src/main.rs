@@ -26,6 +26,8 @@ enum Command {
     Predict(cmd::predict::PredictArgs),
     /// Describe a model file: layers, shapes, parameters, input range, classes.
     Info(cmd::info::InfoArgs),
+    /// Measure training and gradient throughput (see BENCHMARKS.md).
+    Bench(cmd::bench::BenchArgs),
     /// Scan model files (pickle, PyTorch, NumPy, ONNX, safetensors) for code execution and
     /// format anomalies, without loading them.
     Scan(cmd::scan::ScanArgs),
@@ -45,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Train(args) => cmd::train::run(args),
         Command::Predict(args) => cmd::predict::run(args),
         Command::Info(args) => cmd::info::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Sign(args) => cmd::sign::run(args),

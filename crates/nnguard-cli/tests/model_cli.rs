@@ -1,6 +1,9 @@
 //! `nnguard train`, `predict`, `info` and `assess` as a user runs them: outputs, numbers,
 //! determinism, and one clear error line with exit code 2 for every kind of bad input.
 
+// Test helpers panic on a broken fixture; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -52,7 +52,7 @@ fn batch_files(dir: &Path, split: Split) -> Result<Vec<PathBuf>> {
 
 /// Decodes the records of one batch file, appending pixels (scaled to `[0, 1]`) and labels.
 fn decode(path: &Path, bytes: &[u8], pixels: &mut Vec<f32>, labels: &mut Vec<u32>) -> Result<()> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(DataError::malformed(
             path,
             format!(

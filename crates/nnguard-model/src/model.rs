@@ -15,6 +15,8 @@ use crate::traits::{Classifier, Differentiable};
 use crate::weights;
 
 /// What computes the logits.
+// One backbone is held per model, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Backbone {
     /// A built-in Burn network (inference mode).
@@ -370,7 +372,8 @@ impl Differentiable for Model {
                     });
                 }
                 match n.layers(x, Some(layer)) {
-                    Ok(z) | Err(z) => Ok(z),
+                    Ok(z) => Ok(z),
+                    Err(z) => Ok(*z),
                 }
             }
             Backbone::Onnx(g) => g.run(x, Some(layer)),

@@ -27,7 +27,7 @@ pub trait Classifier: Send + Sync {
     fn logits_vec(&self, pixels: &[f32]) -> Result<Vec<f32>, ModelError> {
         let shape = self.input_shape();
         let per = shape.iter().product::<usize>();
-        if per == 0 || pixels.len() % per != 0 {
+        if per == 0 || !pixels.len().is_multiple_of(per) {
             return Err(ModelError::InputShape {
                 expected: shape,
                 found: vec![pixels.len()],

@@ -1,6 +1,9 @@
 //! Built-in architectures: PyTorch-compatible weight files, gradients against finite
 //! differences, and clear errors for every kind of wrong file.
 
+// Test helpers panic on a broken fixture; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use nnguard_model::arch::{Arch, Network};

@@ -2,6 +2,9 @@
 //! family (testdata/onnx/make_models.py): logits against onnxruntime, input gradients against
 //! float64 PyTorch autograd, and the error for an operator it does not evaluate.
 
+// Test helpers panic on a broken fixture; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use nnguard_model::tensor::{batch_tensor, to_vec};
 use nnguard_model::{Classifier, Differentiable, LoadOptions, Loss, Model, ModelError};
 use nnguard_testkit::{Tol, assert_close_f32, floats, json, testdata};

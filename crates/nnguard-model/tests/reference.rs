@@ -1,6 +1,9 @@
 //! The model layer against the PyTorch reference models: logits, input gradients, FGSM
 //! predictions and accuracy must match what PyTorch and onnxruntime computed.
 
+// Test helpers panic on a broken fixture; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use nnguard_data::{DataSource, Dataset, Split};
 use nnguard_model::predict::evaluate_accuracy;
 use nnguard_model::tensor::{Tensor, argmax_rows, batch_tensor, to_vec};

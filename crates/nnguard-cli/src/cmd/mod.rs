@@ -1,6 +1,7 @@
 //! Subcommands, one module each.
 
 pub mod assess;
+pub mod bench;
 pub mod common;
 pub mod convert;
 pub mod info;

@@ -57,6 +57,8 @@ impl std::str::FromStr for Arch {
 }
 
 /// A built-in network of any architecture.
+// One network is held per model, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     /// See [`Mlp`].
@@ -68,17 +70,17 @@ pub enum Network {
 }
 
 /// Early exit of a forward pass at a named layer: `Err` carries that layer's flattened output.
-pub(crate) type LayerFlow = Result<Tensor<2>, Tensor<2>>;
+pub(crate) type LayerFlow = Result<Tensor<2>, Box<Tensor<2>>>;
 
 /// Passes `x` on, or stops the forward pass with it flattened if `name` is the stop layer.
 pub(crate) fn tap<const D: usize>(
     x: Tensor<D>,
     name: &str,
     stop: Option<&str>,
-) -> Result<Tensor<D>, Tensor<2>> {
+) -> Result<Tensor<D>, Box<Tensor<2>>> {
     if stop == Some(name) {
         let b = x.dims()[0];
-        Err(x.reshape([b as i64, -1]))
+        Err(Box::new(x.reshape([b as i64, -1])))
     } else {
         Ok(x)
     }
@@ -120,7 +122,8 @@ impl Network {
     /// Logits for a batch.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         match self.layers(x, None) {
-            Ok(z) | Err(z) => z,
+            Ok(z) => z,
+            Err(z) => *z,
         }
     }
 

@@ -434,10 +434,10 @@ fn matmul(inputs: &[Option<Value>], device: &Device) -> OpResult {
     })])
 }
 
-fn pool_geometry(
-    node: &Node,
-    x: &Tensor<4>,
-) -> Result<([usize; 2], [usize; 2], [(usize, usize); 2], bool), String> {
+/// Kernel, stride, `(begin, end)` padding and ceil mode of a pooling node.
+type PoolGeometry = ([usize; 2], [usize; 2], [(usize, usize); 2], bool);
+
+fn pool_geometry(node: &Node, x: &Tensor<4>) -> Result<PoolGeometry, String> {
     let kernel = match node.ints("kernel_shape") {
         Some(k) if k.len() == 2 && k.iter().all(|&v| v >= 1) => [k[0] as usize, k[1] as usize],
         other => {
@@ -614,7 +614,7 @@ fn reshape(node: &Node, inputs: &[Option<Value>]) -> OpResult {
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} into {spec:?}"));
         }
         out[i] = total / known;
@@ -691,7 +691,7 @@ fn concat(node: &Node, inputs: &[Option<Value>], device: &Device) -> OpResult {
 
 fn constant(node: &Node, device: &Device) -> OpResult {
     let v = match node.attrs.iter().next().map(|(k, v)| (k.as_str(), v)) {
-        Some(("value", Attr::Tensor(v))) => v.clone(),
+        Some(("value", Attr::Tensor(v))) => (**v).clone(),
         Some(("value_float", Attr::Float(f))) => {
             Value::Float(FloatVal::from_host(vec![*f], &[], device))
         }

@@ -24,7 +24,7 @@ pub(crate) enum Attr {
     Float(f32),
     Floats(Vec<f32>),
     Str(String),
-    Tensor(Value),
+    Tensor(Box<Value>),
     /// A kind nnguard does not use (graphs, sparse tensors, ...).
     Other,
 }
@@ -96,7 +96,7 @@ fn attr(a: &AttributeProto, device: &Device) -> Result<Attr, String> {
         Ok(AttributeType::FLOATS) => Attr::Floats(a.floats.clone()),
         Ok(AttributeType::STRING) => Attr::Str(String::from_utf8_lossy(&a.s).into_owned()),
         Ok(AttributeType::TENSOR) => match a.t.as_ref() {
-            Some(t) => Attr::Tensor(tensor(t, device)?),
+            Some(t) => Attr::Tensor(Box::new(tensor(t, device)?)),
             None => return Err(format!("attribute {:?} has no tensor", a.name)),
         },
         _ => Attr::Other,

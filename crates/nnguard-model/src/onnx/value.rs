@@ -64,6 +64,8 @@ pub(crate) fn pad_shape(shape: &[usize]) -> [usize; MAX_RANK] {
 }
 
 /// A value in the graph: a float tensor, or a host-side integer tensor.
+// Values are mostly floats; boxing them would add an allocation per node for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     /// Float data (activations, weights).
