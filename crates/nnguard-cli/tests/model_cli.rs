@@ -355,3 +355,85 @@ fn failed_training_leaves_no_output_file() {
         &["--epochs"],
     );
 }
+
+/// Writes a small CIFAR-10 binary directory: random pixels, labels cycling through 0..10.
+fn synthetic_cifar(dir: &Path, train: usize, test: usize) {
+    let mut state = 12345u32;
+    let mut batch = |n: usize| {
+        let mut b = Vec::with_capacity(n * 3073);
+        for i in 0..n {
+            b.push((i % 10) as u8);
+            for _ in 0..3072 {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                b.push((state >> 24) as u8);
+            }
+        }
+        b
+    };
+    std::fs::write(dir.join("data_batch_1.bin"), batch(train)).unwrap();
+    std::fs::write(dir.join("test_batch.bin"), batch(test)).unwrap();
+}
+
+#[test]
+fn resnet8_trains_on_cifar10_binaries_and_reloads_with_its_batch_norm_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("cifar");
+    std::fs::create_dir(&data_dir).unwrap();
+    synthetic_cifar(&data_dir, 96, 40);
+    let spec = format!("cifar10:{}", data_dir.display());
+    let out = dir.path().join("r8.safetensors");
+    let o = nnguard(&[
+        "train",
+        "--arch",
+        "resnet8",
+        "--data",
+        &spec,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--normalize",
+        "0.5/0.5/0.5,0.25/0.25/0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["input_shape"], serde_json::json!([3, 32, 32]));
+    assert_eq!(
+        sidecar["normalize"]["std"],
+        serde_json::json!([0.25, 0.25, 0.25])
+    );
+    assert_eq!(sidecar["class_names"][0], "airplane");
+    let keys: Vec<&str> = sidecar["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["key"].as_str())
+        .collect();
+    assert!(keys.contains(&"layer3.bn2.running_var"), "{keys:?}");
+    // The reloaded model (running statistics, normalisation from the sidecar) scores exactly
+    // what training measured.
+    let p = nnguard(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        &spec,
+        "--json",
+    ]);
+    assert_eq!(p.status.code(), Some(0), "{}", err(&p));
+    assert_eq!(json(&p)["accuracy"], sidecar["test_accuracy"]);
+    assert_eq!(json(&p)["n"], 40);
+    // A three-channel model refuses one-channel images, naming both shapes.
+    let p = nnguard(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        "bundled",
+    ]);
+    assert_error(&p, &["[3, 32, 32]"]);
+}
