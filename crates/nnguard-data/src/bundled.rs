@@ -12,6 +12,20 @@ const TRAIN_LABELS: &[u8] = include_bytes!("../data/bundled/train-labels-idx1-ub
 const TEST_IMAGES: &[u8] = include_bytes!("../data/bundled/t10k-images-idx3-ubyte.gz");
 const TEST_LABELS: &[u8] = include_bytes!("../data/bundled/t10k-labels-idx1-ubyte.gz");
 
+/// The embedded files of `split` as `(file name, role, bytes)`, for hash manifests.
+pub(crate) fn raw_files(split: Split) -> [(&'static str, &'static str, &'static [u8]); 2] {
+    match split {
+        Split::Train => [
+            ("train-images-idx3-ubyte.gz", "images", TRAIN_IMAGES),
+            ("train-labels-idx1-ubyte.gz", "labels", TRAIN_LABELS),
+        ],
+        Split::Test => [
+            ("t10k-images-idx3-ubyte.gz", "images", TEST_IMAGES),
+            ("t10k-labels-idx1-ubyte.gz", "labels", TEST_LABELS),
+        ],
+    }
+}
+
 /// Decodes the bundled subset's `split`.
 pub(crate) fn load(split: Split) -> Result<Dataset> {
     let (images, labels) = match split {

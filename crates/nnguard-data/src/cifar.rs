@@ -26,7 +26,7 @@ pub const CIFAR10_CLASSES: [&str; CLASSES] = [
 ];
 
 /// The batch files of `split` in `dir` (or in its `cifar-10-batches-bin` subdirectory).
-fn batch_files(dir: &Path, split: Split) -> Result<Vec<PathBuf>> {
+pub(crate) fn batch_files(dir: &Path, split: Split) -> Result<Vec<PathBuf>> {
     let base = if dir.join("cifar-10-batches-bin").is_dir() {
         dir.join("cifar-10-batches-bin")
     } else {

@@ -124,6 +124,31 @@ pub enum DataError {
         /// The data set's name.
         name: String,
     },
+    /// A data manifest cannot be used: not JSON, another schema, a newer schema version,
+    /// or a field that does not parse.
+    #[error("{path}: {reason}")]
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Signing a manifest, or reading its key or signature, failed.
+    #[error("{path}: {source}")]
+    Signing {
+        /// The manifest, key or signature file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: nnguard_signing::SigningError,
+    },
+    /// A validation setting has a value that cannot work.
+    #[error("{name}: {reason}")]
+    InvalidOption {
+        /// The setting (as the command-line flag that sets it).
+        name: &'static str,
+        /// Why the value was rejected.
+        reason: String,
+    },
 }
 
 impl DataError {

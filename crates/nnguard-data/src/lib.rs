@@ -9,16 +9,21 @@
 
 mod batch;
 mod bundled;
+mod check;
 mod cifar;
 mod dataset;
 mod error;
 mod idx;
+pub mod manifest;
 mod npy;
 mod source;
+pub mod validate;
 
 pub use batch::{BatchOrder, Batches};
+pub use check::{CheckConfig, CheckReport, Checker, SplitSummary};
 pub use dataset::{Dataset, Split};
 pub use error::DataError;
+pub use manifest::{DataManifest, SplitSelection};
 pub use source::{DataSource, FASHION_MNIST_CLASSES, MNIST_CLASSES};
 
 /// Result type of this crate.

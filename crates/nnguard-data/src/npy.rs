@@ -41,7 +41,7 @@ fn read<T: npyz::Deserialize>(path: &Path, npy: NpyFile<&[u8]>) -> Result<Vec<T>
         .map_err(|e| DataError::malformed(path, format!("cannot read the array data: {e}")))
 }
 
-fn load_images(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+fn load_images(path: &Path, check_range: bool) -> Result<(Vec<usize>, Vec<f32>)> {
     let bytes = read_maybe_gz(path)?;
     let npy = open(path, &bytes)?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
@@ -62,10 +62,11 @@ fn load_images(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
             ));
         }
     };
-    if let Some((index, &v)) = values
-        .iter()
-        .enumerate()
-        .find(|(_, v)| !(0.0..=1.0).contains(*v))
+    if check_range
+        && let Some((index, &v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(0.0..=1.0).contains(*v))
     {
         return Err(DataError::ValueOutOfRange {
             path: path.into(),
@@ -111,7 +112,17 @@ fn load_labels(path: &Path) -> Result<Vec<i64>> {
 
 /// Loads images from `x` and labels from `y`.
 pub(crate) fn load(x: &Path, y: &Path) -> Result<Dataset> {
-    let (shape, pixels) = load_images(x)?;
+    load_with(x, y, true)
+}
+
+/// Like [`load`], but keeps NaN, infinite and out-of-range pixel values, so that data
+/// validation can report them record by record instead of failing on the first.
+pub(crate) fn load_unchecked(x: &Path, y: &Path) -> Result<Dataset> {
+    load_with(x, y, false)
+}
+
+fn load_with(x: &Path, y: &Path, check_range: bool) -> Result<Dataset> {
+    let (shape, pixels) = load_images(x, check_range)?;
     let labels = load_labels(y)?;
     let image_shape = match shape[..] {
         [_, d] => [1, 1, d],
