@@ -39,6 +39,9 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Create an ECDSA P-256 key pair for signing models.
     Keygen(cmd::keygen::KeygenArgs),
+    /// Hash manifests of data sets (`data manifest`) and checks against them with
+    /// validation for poisoned or broken training data (`data check`).
+    Data(cmd::data::DataCommand),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sign(args) => cmd::sign::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Data(args) => cmd::data::run(args),
     }
 }
 

@@ -305,7 +305,7 @@ impl Checker {
                 },
                 format!(
                     "class {} has no records (the reference has {reference_count})",
-                    names.label(class as u32)
+                    names.value(class as u32)
                 ),
             ));
         }
@@ -415,8 +415,8 @@ fn record_findings(
             format!(
                 "record {}{moved}: label changed from {} to {}, pixels unchanged",
                 m.index,
-                names.label(m.manifest_label),
-                names.label(m.label)
+                names.value(m.manifest_label),
+                names.value(m.label)
             ),
         ));
     }
@@ -786,11 +786,17 @@ impl ClassNames<'_> {
             .unwrap_or_else(|| class.to_string())
     }
 
-    fn label(&self, label: u32) -> String {
+    /// `3 [Dress]`, or `3` without names.
+    fn value(&self, label: u32) -> String {
         match self.0.and_then(|n| n.get(label as usize)) {
-            Some(name) => format!("label {label} {name}"),
-            None => format!("label {label}"),
+            Some(name) => format!("{label} [{name}]"),
+            None => label.to_string(),
         }
+    }
+
+    /// `label 3 [Dress]`, or `label 3` without names.
+    fn label(&self, label: u32) -> String {
+        format!("label {}", self.value(label))
     }
 }
 

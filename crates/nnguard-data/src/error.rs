@@ -134,12 +134,12 @@ pub enum DataError {
         reason: String,
     },
     /// Signing a manifest, or reading its key or signature, failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Signing {
         /// The manifest, key or signature file concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: nnguard_signing::SigningError,
+        /// The underlying error (shown in the message, so not chained as a source).
+        error: nnguard_signing::SigningError,
     },
     /// A validation setting has a value that cannot work.
     #[error("{name}: {reason}")]

@@ -4,6 +4,7 @@ pub mod assess;
 pub mod bench;
 pub mod common;
 pub mod convert;
+pub mod data;
 pub mod info;
 pub mod keygen;
 pub mod predict;

@@ -47,16 +47,16 @@ pub fn sign_manifest(manifest: &Path, key: &SigningKey, signature: &Path) -> Res
         &HashOptions::default(),
         &nnguard_signing::NoProgress,
     )
-    .map_err(|source| DataError::Signing {
+    .map_err(|error| DataError::Signing {
         path: manifest.into(),
-        source,
+        error,
     })?;
     signed
         .bundle
         .write(signature)
-        .map_err(|source| DataError::Signing {
+        .map_err(|error| DataError::Signing {
             path: signature.into(),
-            source,
+            error,
         })
 }
 
@@ -69,9 +69,9 @@ pub fn verify_manifest_signature(
     signature: &Path,
     key: &VerifyingKey,
 ) -> Result<SignatureCheck> {
-    let bundle = Bundle::read(signature).map_err(|source| DataError::Signing {
+    let bundle = Bundle::read(signature).map_err(|error| DataError::Signing {
         path: signature.into(),
-        source,
+        error,
     })?;
     match verify_model(
         manifest,
@@ -95,11 +95,11 @@ pub fn verify_manifest_signature(
             ),
         }),
         Err(e) if e.is_verification_failure() => Ok(SignatureCheck::Failed {
-            reason: format!("{}: {e}", signature.display()),
+            reason: e.to_string(),
         }),
-        Err(source) => Err(DataError::Signing {
+        Err(error) => Err(DataError::Signing {
             path: signature.into(),
-            source,
+            error,
         }),
     }
 }
