@@ -7,9 +7,11 @@
 
 mod fgsm;
 mod pgd;
+pub mod registry;
 
 pub use fgsm::{Fgsm, FgsmConfig};
 pub use pgd::{Pgd, PgdConfig};
+pub use registry::{ATTACKS, AnyAttack, AttackParams, build};
 
 use nnguard_model::tensor::Tensor;
 use rand::SeedableRng;
@@ -86,16 +88,35 @@ pub struct Inputs<'a> {
     pub targets: Option<&'a [u32]>,
 }
 
+/// A [`Scorer`] view of any classifier, sized or not (`&dyn Differentiable` included).
+pub struct ScorerOf<'a, M: ?Sized>(pub &'a M);
+
+impl<M: nnguard_model::Classifier + ?Sized> Scorer for ScorerOf<'_, M> {
+    fn input_shape(&self) -> [usize; 3] {
+        self.0.input_shape()
+    }
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+    fn bounds(&self) -> (f32, f32) {
+        self.0.bounds()
+    }
+    fn scores(&self, x: Tensor<4>) -> Result<nnguard_model::tensor::Tensor<2>, AttackError> {
+        Ok(self.0.logits(x))
+    }
+}
+
 /// Runs a white-box attack on `inputs` within `threat` and returns the tracker's verdict.
-pub fn run_white_box<M: Scorer>(
+pub fn run_white_box<M: nnguard_model::Classifier + ?Sized>(
     model: &M,
     attack: &dyn EvasionAttack<M>,
     threat: Threat,
     inputs: Inputs<'_>,
     seed: u64,
 ) -> Result<TrackerResult, AttackError> {
+    let judge = ScorerOf(model);
     let tracker = Tracker::new(
-        model,
+        &judge,
         threat,
         inputs.x,
         inputs.labels.to_vec(),
