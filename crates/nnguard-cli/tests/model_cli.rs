@@ -302,7 +302,7 @@ fn bad_data_gives_one_error_line_and_exit_2() {
     write(idx(&[1, 32, 32], &[0; 1024]), idx(&[1], &[0]));
     assert_error(
         &nnguard(&["predict", "--model", &model, "--data", &spec]),
-        &["[1, 28, 28]"],
+        &["--data", &spec, "1×32×32", "1×28×28"],
     );
     // A data set that is not installed says how to get it.
     assert_error(

@@ -10,9 +10,14 @@ use crate::traits::Classifier;
 /// Checks that a data set's images and labels fit a model.
 pub fn check_fit(model: &dyn Classifier, data: &Dataset) -> Result<(), ModelError> {
     if data.shape != model.input_shape() {
-        return Err(ModelError::InputShape {
-            expected: model.input_shape(),
-            found: data.shape.to_vec(),
+        let [c, h, w] = data.shape;
+        let [mc, mh, mw] = model.input_shape();
+        return Err(ModelError::InvalidParameter {
+            name: "--data",
+            reason: format!(
+                "{} has {c}×{h}×{w} images but the model takes {mc}×{mh}×{mw} ([{mc}, {mh}, {mw}])",
+                data.name
+            ),
         });
     }
     if data.num_classes > model.num_classes() {

@@ -152,7 +152,8 @@ impl Network {
         }
     }
 
-    /// Names of the layers [`Network::layers`] can stop at, input to output.
+    /// Names of the layers whose outputs can be tapped (see `Differentiable::features`), input
+    /// to output.
     pub fn layer_names(&self) -> &'static [&'static str] {
         match self {
             Network::Mlp(_) => Mlp::LAYERS,
