@@ -568,6 +568,83 @@ mod tests {
         assert_eq!(RecordDigest::of(&long, 0).image, expected);
     }
 
+    fn small_manifest() -> DataManifest {
+        let records: Vec<RecordDigest> = (0..4u32)
+            .map(|i| RecordDigest::of(&[i as f32 / 4.0; 6], i % 2))
+            .collect();
+        DataManifest {
+            schema: MANIFEST_SCHEMA.into(),
+            schema_version: MANIFEST_SCHEMA_VERSION,
+            tool: "nnguard test".into(),
+            created: rfc3339_utc(0),
+            source: "npy:x.npy,y.npy".into(),
+            record_digest: RECORD_DIGEST_ALGORITHM.into(),
+            splits: vec![SplitManifest {
+                split: UNSPLIT.into(),
+                name: "toy".into(),
+                shape: [1, 2, 3],
+                num_classes: 2,
+                class_names: None,
+                class_counts: class_counts(&records, 2),
+                values: ValueStats {
+                    min: Some(0.0),
+                    max: Some(0.75),
+                    mean: Some(0.375),
+                    std: Some(0.28),
+                    non_finite: 0,
+                    out_of_range: 0,
+                },
+                files: vec![],
+                record_count: records.len(),
+                records_sha256: hex::encode(records_root(&records)),
+                records,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_written_manifest_reads_back_equal_and_is_consistent() {
+        let m = small_manifest();
+        assert!(m.inconsistencies().is_empty(), "{:?}", m.inconsistencies());
+        let json = m.to_json().unwrap();
+        assert_eq!(DataManifest::from_json(Path::new("m"), &json).unwrap(), m);
+        let mut edited = m.clone();
+        edited.splits[0].records.swap(0, 1);
+        edited.splits[0].record_count = 9;
+        let problems = edited.inconsistencies();
+        assert!(
+            problems.iter().any(|p| p.contains("records_sha256")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("record_count")),
+            "{problems:?}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_text_is_an_error_never_a_panic(text in ".{0,300}") {
+            let _ = DataManifest::from_json(Path::new("f"), text.as_bytes());
+            let _ = text.parse::<RecordDigest>();
+        }
+
+        #[test]
+        fn a_truncated_or_corrupted_manifest_is_an_error(cut in 0usize..100_000, flip in 0usize..100_000, byte in proptest::num::u8::ANY) {
+            let json = small_manifest().to_json().unwrap();
+            let cut = cut % (json.len() - 1);
+            proptest::prop_assert!(DataManifest::from_json(Path::new("f"), &json[..cut]).is_err());
+            let mut bad = json.clone();
+            let at = flip % bad.len();
+            bad[at] = byte;
+            // A corrupted manifest either fails to parse or parses into something whose
+            // consistency check runs without panicking.
+            if let Ok(m) = DataManifest::from_json(Path::new("f"), &bad) {
+                let _ = m.inconsistencies();
+            }
+        }
+    }
+
     #[test]
     fn foreign_and_future_manifests_are_refused_with_a_reason() {
         let p = Path::new("m.json");
