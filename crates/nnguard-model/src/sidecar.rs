@@ -69,6 +69,12 @@ pub struct TrainingRecord {
     /// Per-epoch log.
     #[serde(default)]
     pub log: Vec<EpochLog>,
+    /// The training objective (`clean`, `pgd-at`, `trades`, ...).
+    #[serde(default)]
+    pub mode: String,
+    /// The robust-training settings, when not plain training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defense: Option<serde_json::Value>,
 }
 
 /// The nested `architecture` object of the reference sidecars (only what nnguard reads).

@@ -16,7 +16,7 @@ use crate::model::Model;
 use crate::normalize::Normalize;
 use crate::predict::evaluate_accuracy;
 use crate::sidecar::{EpochLog, TrainingRecord};
-use crate::tensor::{batch_tensor, cpu, to_vec};
+use crate::tensor::{Tensor, batch_tensor, cpu, to_vec};
 
 /// Settings of a training run.
 #[derive(Debug, Clone)]
@@ -81,13 +81,105 @@ pub trait TrainObserver {
 pub struct Silent;
 impl TrainObserver for Silent {}
 
-/// Trains `config.arch` on `train`, measuring test accuracy on `test` after every epoch.
+/// One mini-batch, as a [`TrainObjective`] sees it.
+pub struct Batch<'a> {
+    /// The network being trained (parameters on the autodiff device).
+    pub net: &'a Network,
+    /// Pixel-space inputs `[B, C, H, W]` (plain tensors, not tracked).
+    pub x: Tensor<4>,
+    /// True labels.
+    pub labels: &'a [u32],
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Epochs in the run.
+    pub epochs: usize,
+    /// 0-based batch index within the epoch.
+    pub index: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Number of classes.
+    pub classes: usize,
+    normalize: Option<&'a Normalize>,
+    input_shape: [usize; 3],
+}
+
+impl Batch<'_> {
+    /// Logits of pixel-space inputs through the model's normalisation, recording the graph
+    /// of the network's parameters (what a training loss is built from).
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = match self.normalize {
+            Some(n) => {
+                let device = x.device();
+                n.apply(x, &device)
+            }
+            None => x,
+        };
+        self.net.forward(x)
+    }
+
+    /// A frozen inference copy of the current network in pixel space (normalisation
+    /// inside), for attacks that craft the training inputs of adversarial training.
+    pub fn snapshot(&self) -> Model {
+        Model::from_network(
+            self.net.valid(),
+            self.input_shape,
+            self.classes,
+            self.normalize.cloned(),
+        )
+    }
+
+    /// Fraction of the run completed at this batch, in `[0, 1)` (for ε and κ schedules).
+    pub fn progress(&self) -> f64 {
+        ((self.epoch - 1) * self.batches + self.index) as f64
+            / (self.epochs * self.batches).max(1) as f64
+    }
+}
+
+/// What a training run minimises for each mini-batch. The default is [`CrossEntropy`];
+/// robust training (adversarial, TRADES, noise, distillation, IBP) supplies its own.
+pub trait TrainObjective {
+    /// A short name recorded in the sidecar (`clean`, `pgd-at`, ...).
+    fn name(&self) -> String;
+    /// The scalar loss `[1]` of a batch, differentiable with respect to the network.
+    fn loss(&mut self, batch: &Batch<'_>) -> Result<Tensor<1>, ModelError>;
+    /// The objective's settings, recorded in the sidecar.
+    fn settings(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Plain training: mean cross-entropy on the clean batch.
+pub struct CrossEntropy;
+
+impl TrainObjective for CrossEntropy {
+    fn name(&self) -> String {
+        "clean".into()
+    }
+    fn loss(&mut self, batch: &Batch<'_>) -> Result<Tensor<1>, ModelError> {
+        let logits = batch.logits(batch.x.clone());
+        Ok(Loss::CrossEntropy.per_sample(logits, batch.labels).mean())
+    }
+}
+
+/// Trains `config.arch` on `train` with plain cross-entropy, measuring test accuracy on
+/// `test` after every epoch.
 ///
 /// Returns the trained model (inference mode) and the training record for its sidecar.
 pub fn train(
     config: &TrainConfig,
     train: &Dataset,
     test: Option<&Dataset>,
+    observer: &mut dyn TrainObserver,
+) -> Result<(Model, TrainingRecord), ModelError> {
+    train_with(config, train, test, &mut CrossEntropy, observer)
+}
+
+/// Trains `config.arch` on `train`, minimising `objective` for every mini-batch.
+pub fn train_with(
+    config: &TrainConfig,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    objective: &mut dyn TrainObjective,
     observer: &mut dyn TrainObserver,
 ) -> Result<(Model, TrainingRecord), ModelError> {
     config.validate()?;
@@ -118,8 +210,14 @@ pub fn train(
         optimizer: "Adam".into(),
         train_images: train.len(),
         threads: rayon_threads(),
+        mode: objective.name(),
+        defense: match objective.settings() {
+            serde_json::Value::Null => None,
+            v => Some(v),
+        },
         ..TrainingRecord::default()
     };
+    let plain = cpu();
     let started = Instant::now();
     for epoch in 1..=config.epochs {
         let t0 = Instant::now();
@@ -133,12 +231,19 @@ pub fn train(
         let total = batches.num_batches();
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         for (i, (x, y)) in batches.enumerate() {
-            let mut x = batch_tensor(&x, train.shape, &device);
-            if let Some(n) = &config.normalize {
-                x = n.apply(x, &device);
-            }
-            let logits = net.forward(x);
-            let loss = Loss::CrossEntropy.per_sample(logits, &y).mean();
+            let batch = Batch {
+                net: &net,
+                x: batch_tensor(&x, train.shape, &plain),
+                labels: &y,
+                epoch,
+                epochs: config.epochs,
+                index: i,
+                batches: total,
+                classes,
+                normalize: config.normalize.as_ref(),
+                input_shape: train.shape,
+            };
+            let loss = objective.loss(&batch)?;
             let value = f64::from(
                 to_vec(loss.clone().detach())
                     .first()
