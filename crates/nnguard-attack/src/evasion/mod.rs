@@ -5,13 +5,20 @@
 //! attacks are `impl EvasionAttack<dyn Oracle>` and see nothing but the oracle, so the
 //! compiler refuses a gradient attack on a query-only model.
 
+mod boundary;
+mod decision;
 mod fgsm;
+mod hopskipjump;
 mod pgd;
 pub mod registry;
+mod square;
 
+pub use boundary::{Boundary, BoundaryConfig};
 pub use fgsm::{Fgsm, FgsmConfig};
+pub use hopskipjump::{HopSkipJump, HopSkipJumpConfig};
 pub use pgd::{Pgd, PgdConfig};
 pub use registry::{ATTACKS, AnyAttack, AttackParams, build};
+pub use square::{Square, SquareConfig, margins, p_selection};
 
 use nnguard_model::tensor::Tensor;
 use rand::SeedableRng;

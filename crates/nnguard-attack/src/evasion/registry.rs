@@ -3,7 +3,10 @@
 
 use nnguard_model::{Differentiable, Loss};
 
-use super::{BlackBoxAttack, EvasionAttack, FgsmConfig, PgdConfig};
+use super::{
+    BlackBoxAttack, BoundaryConfig, EvasionAttack, FgsmConfig, HopSkipJumpConfig, PgdConfig,
+    SquareConfig,
+};
 use crate::AttackError;
 use crate::norm::Norm;
 use crate::oracle::Reveal;
@@ -26,6 +29,8 @@ pub struct AttackParams {
     pub queries: Option<u64>,
     /// Loss for gradient attacks (`--loss`).
     pub loss: Option<Loss>,
+    /// Initial window fraction of the Square attack (`--p-init`).
+    pub p_init: Option<f32>,
 }
 
 impl Default for AttackParams {
@@ -38,6 +43,7 @@ impl Default for AttackParams {
             restarts: None,
             queries: None,
             loss: None,
+            p_init: None,
         }
     }
 }
@@ -66,11 +72,31 @@ pub const ATTACKS: &[(&str, &str)] = &[
         "Projected Gradient Descent with random start and restarts (linf, l2, l1)",
     ),
     ("mi-fgsm", "Momentum iterative FGSM"),
+    (
+        "square",
+        "Square attack: score-based random search within a query budget (linf, l2)",
+    ),
+    ("square-l2", "Square attack in l2"),
+    (
+        "hopskipjump",
+        "HopSkipJump: decision-based (labels only), minimal perturbation (l2, linf)",
+    ),
+    (
+        "boundary",
+        "Boundary attack: decision-based (labels only), minimal l2 perturbation",
+    ),
 ];
 
 /// Builds attack `name` from `params`, rejecting invalid values by flag.
 pub fn build(name: &str, p: &AttackParams) -> Result<AnyAttack, AttackError> {
     let white = |a: Box<dyn EvasionAttack<dyn Differentiable>>| Ok(AnyAttack::WhiteBox(a));
+    let black = |attack: Box<dyn BlackBoxAttack>, budget: u64, reveal: Reveal| {
+        Ok(AnyAttack::BlackBox {
+            attack,
+            budget: Some(budget),
+            reveal,
+        })
+    };
     let pgd = |random_start: bool, momentum: Option<f32>| -> Result<AnyAttack, AttackError> {
         let d = PgdConfig::default();
         white(Box::new(
@@ -100,6 +126,48 @@ pub fn build(name: &str, p: &AttackParams) -> Result<AnyAttack, AttackError> {
         "bim" => pgd(false, None),
         "pgd" => pgd(true, None),
         "mi-fgsm" => pgd(false, Some(1.0)),
+        "square" | "square-l2" => {
+            let d = SquareConfig::default();
+            let square = SquareConfig {
+                norm: if name == "square-l2" {
+                    Norm::L2
+                } else {
+                    p.norm
+                },
+                eps: p.eps,
+                queries: p.queries.unwrap_or(d.queries),
+                p_init: p.p_init.unwrap_or(d.p_init),
+                restarts: p.restarts.unwrap_or(d.restarts),
+            }
+            .build()?;
+            let budget = square.config().queries;
+            black(Box::new(square), budget, Reveal::Scores)
+        }
+        "hopskipjump" => {
+            check_eps(p.eps)?;
+            let d = HopSkipJumpConfig::default();
+            let hsj = HopSkipJumpConfig {
+                norm: p.norm,
+                queries: p.queries.unwrap_or(d.queries),
+                steps: p.steps.unwrap_or(d.steps),
+                ..d
+            }
+            .build()?;
+            let budget = hsj.config().queries;
+            black(Box::new(hsj), budget, Reveal::Labels)
+        }
+        "boundary" => {
+            check_eps(p.eps)?;
+            let d = BoundaryConfig::default();
+            let boundary = BoundaryConfig {
+                queries: p.queries.unwrap_or(d.queries),
+                steps: p.steps.unwrap_or(d.steps),
+                ..d
+            }
+            .build()?;
+            let budget = boundary.config().queries;
+            black(Box::new(boundary), budget, Reveal::Labels)
+        }
         other => Err(AttackError::config(
             "ATTACK",
             format!(
@@ -111,6 +179,19 @@ pub fn build(name: &str, p: &AttackParams) -> Result<AnyAttack, AttackError> {
                     .join(", ")
             ),
         )),
+    }
+}
+
+/// Checks the evaluation radius of a minimal-perturbation attack, which does not use it
+/// while searching but is judged by it.
+fn check_eps(eps: f32) -> Result<(), AttackError> {
+    if eps.is_finite() && eps >= 0.0 {
+        Ok(())
+    } else {
+        Err(AttackError::config(
+            "--eps",
+            format!("must be a finite number ≥ 0, got {eps}"),
+        ))
     }
 }
 
@@ -190,5 +271,50 @@ mod tests {
             "--norm"
         );
         assert_eq!(flag_of(build("nope", &p)), "ATTACK");
+    }
+
+    #[test]
+    fn black_box_parameters_are_rejected_by_flag() {
+        let p = AttackParams::default();
+        for name in ["square", "square-l2", "hopskipjump", "boundary"] {
+            assert!(matches!(
+                build(name, &p),
+                Ok(AnyAttack::BlackBox {
+                    budget: Some(_),
+                    ..
+                })
+            ));
+            let zero = AttackParams {
+                queries: Some(0),
+                ..p.clone()
+            };
+            assert_eq!(flag_of(build(name, &zero)), "--queries", "{name}");
+        }
+        for p_init in [0.0, -0.5, 1.5, f32::NAN] {
+            let bad = AttackParams {
+                p_init: Some(p_init),
+                ..p.clone()
+            };
+            assert_eq!(flag_of(build("square", &bad)), "--p-init", "{p_init}");
+        }
+        let l1 = AttackParams {
+            norm: Norm::L1,
+            ..p.clone()
+        };
+        assert_eq!(flag_of(build("square", &l1)), "--norm");
+        assert_eq!(flag_of(build("hopskipjump", &l1)), "--norm");
+        let no_restarts = AttackParams {
+            restarts: Some(0),
+            ..p.clone()
+        };
+        assert_eq!(flag_of(build("square", &no_restarts)), "--restarts");
+        let no_steps = AttackParams {
+            steps: Some(0),
+            ..p.clone()
+        };
+        assert_eq!(flag_of(build("hopskipjump", &no_steps)), "--steps");
+        assert_eq!(flag_of(build("boundary", &no_steps)), "--steps");
+        let no_eps = AttackParams { eps: 0.0, ..p };
+        assert_eq!(flag_of(build("square", &no_eps)), "--eps");
     }
 }
