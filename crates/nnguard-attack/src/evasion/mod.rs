@@ -5,20 +5,32 @@
 //! attacks are `impl EvasionAttack<dyn Oracle>` and see nothing but the oracle, so the
 //! compiler refuses a gradient attack on a query-only model.
 
+mod apgd;
 mod boundary;
+mod cw;
 mod decision;
+mod deepfool;
+mod fab;
 mod fgsm;
 mod hopskipjump;
+mod patch;
 mod pgd;
 pub mod registry;
 mod square;
+mod uap;
 
+pub use apgd::{Apgd, ApgdConfig, targeted_dlr_loss};
 pub use boundary::{Boundary, BoundaryConfig};
+pub use cw::{CwL2, CwL2Config, CwLinf, CwLinfConfig};
+pub use deepfool::{DeepFool, DeepFoolConfig};
+pub use fab::{Fab, FabConfig};
 pub use fgsm::{Fgsm, FgsmConfig};
 pub use hopskipjump::{HopSkipJump, HopSkipJumpConfig};
+pub use patch::{Patch, PatchConfig, TrainedPatch};
 pub use pgd::{Pgd, PgdConfig};
 pub use registry::{ATTACKS, AnyAttack, AttackParams, build};
 pub use square::{Square, SquareConfig, margins, p_selection};
+pub use uap::{Uap, UapConfig};
 
 use nnguard_model::tensor::Tensor;
 use rand::SeedableRng;

@@ -4,8 +4,9 @@
 use nnguard_model::{Differentiable, Loss};
 
 use super::{
-    BlackBoxAttack, BoundaryConfig, EvasionAttack, FgsmConfig, HopSkipJumpConfig, PgdConfig,
-    SquareConfig,
+    ApgdConfig, BlackBoxAttack, BoundaryConfig, CwL2Config, CwLinfConfig, DeepFoolConfig,
+    EvasionAttack, FabConfig, FgsmConfig, HopSkipJumpConfig, PatchConfig, PgdConfig, SquareConfig,
+    UapConfig,
 };
 use crate::AttackError;
 use crate::norm::Norm;
@@ -73,6 +74,33 @@ pub const ATTACKS: &[(&str, &str)] = &[
     ),
     ("mi-fgsm", "Momentum iterative FGSM"),
     (
+        "cw-l2",
+        "Carlini-Wagner L2: minimal perturbation, Adam in tanh space, binary search over c",
+    ),
+    ("cw-linf", "Carlini-Wagner L∞: PGD on the CW margin loss"),
+    (
+        "deepfool",
+        "DeepFool: minimal perturbation by repeated linearisation (l2, linf)",
+    ),
+    ("apgd-ce", "Auto-PGD on the cross-entropy (linf, l2)"),
+    ("apgd-dlr", "Auto-PGD on the DLR loss (linf, l2)"),
+    (
+        "apgd-t",
+        "Targeted Auto-PGD on the targeted DLR loss, top 9 target classes (linf, l2)",
+    ),
+    (
+        "fab-t",
+        "Targeted FAB: minimal perturbation by projections onto the boundary (linf, l2)",
+    ),
+    (
+        "patch",
+        "Adversarial patch over 10% of the image, trained over random placements",
+    ),
+    (
+        "uap",
+        "Universal adversarial perturbation: one perturbation for all inputs (linf, l2)",
+    ),
+    (
         "square",
         "Square attack: score-based random search within a query budget (linf, l2)",
     ),
@@ -126,6 +154,104 @@ pub fn build(name: &str, p: &AttackParams) -> Result<AnyAttack, AttackError> {
         "bim" => pgd(false, None),
         "pgd" => pgd(true, None),
         "mi-fgsm" => pgd(false, Some(1.0)),
+        "cw-l2" => {
+            check_eps(p.eps)?;
+            let d = CwL2Config::default();
+            white(Box::new(
+                CwL2Config {
+                    steps: p.steps.unwrap_or(d.steps),
+                    lr: p.step.unwrap_or(d.lr),
+                    ..d
+                }
+                .build()?,
+            ))
+        }
+        "cw-linf" => {
+            let d = CwLinfConfig::default();
+            white(Box::new(
+                CwLinfConfig {
+                    eps: p.eps,
+                    step: p.step,
+                    steps: p.steps.unwrap_or(d.steps),
+                    restarts: p.restarts.unwrap_or(d.restarts),
+                    ..d
+                }
+                .build()?,
+            ))
+        }
+        "deepfool" => {
+            check_eps(p.eps)?;
+            let d = DeepFoolConfig::default();
+            white(Box::new(
+                DeepFoolConfig {
+                    norm: p.norm,
+                    steps: p.steps.unwrap_or(d.steps),
+                    ..d
+                }
+                .build()?,
+            ))
+        }
+        "apgd-ce" | "apgd-dlr" | "apgd-t" => {
+            let d = if name == "apgd-t" {
+                ApgdConfig::targeted()
+            } else {
+                ApgdConfig::default()
+            };
+            let loss = match name {
+                "apgd-ce" => Loss::CrossEntropy,
+                "apgd-dlr" => Loss::Dlr,
+                _ => p.loss.unwrap_or(d.loss),
+            };
+            white(Box::new(
+                ApgdConfig {
+                    norm: p.norm,
+                    eps: p.eps,
+                    steps: p.steps.unwrap_or(d.steps),
+                    restarts: p.restarts.unwrap_or(d.restarts),
+                    loss,
+                    ..d
+                }
+                .build()?,
+            ))
+        }
+        "fab-t" => {
+            let d = FabConfig::default();
+            white(Box::new(
+                FabConfig {
+                    norm: p.norm,
+                    steps: p.steps.unwrap_or(d.steps),
+                    restarts: p.restarts.unwrap_or(d.restarts),
+                    start_radius: p.eps,
+                    ..d
+                }
+                .build()?,
+            ))
+        }
+        "patch" => {
+            check_eps(p.eps)?;
+            let d = PatchConfig::default();
+            white(Box::new(
+                PatchConfig {
+                    steps: p.steps.unwrap_or(d.steps),
+                    lr: p.step.unwrap_or(d.lr),
+                    ..d
+                }
+                .build()?,
+            ))
+        }
+        "uap" => {
+            let d = UapConfig::default();
+            white(Box::new(
+                UapConfig {
+                    norm: p.norm,
+                    eps: p.eps,
+                    epochs: p.steps.unwrap_or(d.epochs),
+                    step: p.step,
+                    ..d
+                }
+                .build()?,
+            ))
+        }
         "square" | "square-l2" => {
             let d = SquareConfig::default();
             let square = SquareConfig {
@@ -271,6 +397,248 @@ mod tests {
             "--norm"
         );
         assert_eq!(flag_of(build("nope", &p)), "ATTACK");
+    }
+
+    #[test]
+    fn white_box_parameters_are_rejected_by_flag() {
+        let p = AttackParams::default();
+        let no_steps = AttackParams {
+            steps: Some(0),
+            ..p.clone()
+        };
+        let no_restarts = AttackParams {
+            restarts: Some(0),
+            ..p.clone()
+        };
+        let bad_step = AttackParams {
+            step: Some(-1.0),
+            ..p.clone()
+        };
+        let l1 = AttackParams {
+            norm: Norm::L1,
+            ..p.clone()
+        };
+        let margin = AttackParams {
+            loss: Some(Loss::Margin),
+            ..p.clone()
+        };
+        let names = [
+            "cw-l2", "cw-linf", "deepfool", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "patch",
+            "uap",
+        ];
+        for name in names {
+            assert!(
+                matches!(build(name, &p), Ok(AnyAttack::WhiteBox(_))),
+                "{name}"
+            );
+            assert_eq!(flag_of(build(name, &no_steps)), "--steps", "{name}");
+        }
+        for name in ["cw-linf", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t"] {
+            assert_eq!(flag_of(build(name, &no_restarts)), "--restarts", "{name}");
+        }
+        for name in ["cw-l2", "cw-linf", "patch", "uap"] {
+            assert_eq!(flag_of(build(name, &bad_step)), "--step", "{name}");
+        }
+        for name in ["deepfool", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "uap"] {
+            assert_eq!(flag_of(build(name, &l1)), "--norm", "{name}");
+        }
+        assert_eq!(flag_of(build("apgd-t", &margin)), "--loss");
+    }
+
+    #[test]
+    fn attack_configs_reject_their_own_parameters_by_flag() {
+        use crate::evasion::{
+            ApgdConfig, CwL2Config, CwLinfConfig, DeepFoolConfig, FabConfig, PatchConfig, UapConfig,
+        };
+        fn flag<T>(r: Result<T, AttackError>) -> &'static str {
+            match r {
+                Err(AttackError::InvalidConfig { flag, .. }) => flag,
+                Err(e) => panic!("unexpected error {e}"),
+                Ok(_) => panic!("invalid parameters were accepted"),
+            }
+        }
+        let cw = CwL2Config::default;
+        assert_eq!(flag(CwL2Config { c: 0.0, ..cw() }.build()), "--c");
+        assert_eq!(
+            flag(
+                CwL2Config {
+                    kappa: -1.0,
+                    ..cw()
+                }
+                .build()
+            ),
+            "--kappa"
+        );
+        assert_eq!(
+            flag(
+                CwL2Config {
+                    lr: f32::NAN,
+                    ..cw()
+                }
+                .build()
+            ),
+            "--step"
+        );
+        assert_eq!(
+            flag(
+                CwL2Config {
+                    binary_search_steps: 0,
+                    ..cw()
+                }
+                .build()
+            ),
+            "--binary-search-steps"
+        );
+        let cwi = CwLinfConfig::default;
+        assert_eq!(
+            flag(
+                CwLinfConfig {
+                    kappa: f32::INFINITY,
+                    ..cwi()
+                }
+                .build()
+            ),
+            "--kappa"
+        );
+        let df = DeepFoolConfig::default;
+        assert_eq!(
+            flag(
+                DeepFoolConfig {
+                    overshoot: -0.1,
+                    ..df()
+                }
+                .build()
+            ),
+            "--overshoot"
+        );
+        assert_eq!(
+            flag(
+                DeepFoolConfig {
+                    candidates: 1,
+                    ..df()
+                }
+                .build()
+            ),
+            "--candidates"
+        );
+        let apgd = ApgdConfig::default;
+        assert_eq!(
+            flag(
+                ApgdConfig {
+                    target_classes: Some(0),
+                    ..apgd()
+                }
+                .build()
+            ),
+            "--target-classes"
+        );
+        assert_eq!(flag(ApgdConfig { rho: 0.0, ..apgd() }.build()), "--rho");
+        assert_eq!(
+            flag(
+                ApgdConfig {
+                    momentum: 1.5,
+                    ..apgd()
+                }
+                .build()
+            ),
+            "--momentum"
+        );
+        let fab = FabConfig::default;
+        assert_eq!(
+            flag(
+                FabConfig {
+                    target_classes: 0,
+                    ..fab()
+                }
+                .build()
+            ),
+            "--target-classes"
+        );
+        assert_eq!(
+            flag(
+                FabConfig {
+                    alpha_max: 2.0,
+                    ..fab()
+                }
+                .build()
+            ),
+            "--alpha-max"
+        );
+        assert_eq!(flag(FabConfig { eta: 0.5, ..fab() }.build()), "--eta");
+        assert_eq!(flag(FabConfig { beta: 0.0, ..fab() }.build()), "--beta");
+        let patch = PatchConfig::default;
+        assert_eq!(
+            flag(
+                PatchConfig {
+                    area: 0.0,
+                    ..patch()
+                }
+                .build()
+            ),
+            "--patch-area"
+        );
+        assert_eq!(
+            flag(
+                PatchConfig {
+                    area: 1.5,
+                    ..patch()
+                }
+                .build()
+            ),
+            "--patch-area"
+        );
+        assert_eq!(
+            flag(
+                PatchConfig {
+                    scale: (1.2, 0.8),
+                    ..patch()
+                }
+                .build()
+            ),
+            "--patch-scale"
+        );
+        assert_eq!(
+            flag(
+                PatchConfig {
+                    max_rotation_deg: 400.0,
+                    ..patch()
+                }
+                .build()
+            ),
+            "--patch-rotation"
+        );
+        assert_eq!(
+            flag(
+                PatchConfig {
+                    batch: 0,
+                    ..patch()
+                }
+                .build()
+            ),
+            "--batch"
+        );
+        assert_eq!(
+            flag(
+                PatchConfig {
+                    placements: 0,
+                    ..patch()
+                }
+                .build()
+            ),
+            "--placements"
+        );
+        let uap = UapConfig::default;
+        assert_eq!(flag(UapConfig { batch: 0, ..uap() }.build()), "--batch");
+        assert_eq!(
+            flag(
+                UapConfig {
+                    target_fooling_rate: 0.0,
+                    ..uap()
+                }
+                .build()
+            ),
+            "--fooling-rate"
+        );
     }
 
     #[test]
