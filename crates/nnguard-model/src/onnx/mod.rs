@@ -42,6 +42,47 @@ pub struct NodeSummary {
     pub parameters: usize,
 }
 
+/// A read-only view of one node of a loaded graph.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    node: &'a Node,
+}
+
+impl<'a> NodeView<'a> {
+    /// The node's name (`Op_index` when the file leaves it empty).
+    pub fn name(&self) -> &'a str {
+        &self.node.name
+    }
+    /// The operator type, e.g. `Conv`.
+    pub fn op(&self) -> &'a str {
+        &self.node.op
+    }
+    /// Names of the inputs (empty for an omitted optional input).
+    pub fn inputs(&self) -> &'a [String] {
+        &self.node.inputs
+    }
+    /// Names of the outputs.
+    pub fn outputs(&self) -> &'a [String] {
+        &self.node.outputs
+    }
+    /// An integer attribute.
+    pub fn int_attr(&self, name: &str) -> Option<i64> {
+        self.node.int(name)
+    }
+    /// An integer-list attribute.
+    pub fn ints_attr(&self, name: &str) -> Option<Vec<i64>> {
+        self.node.ints(name)
+    }
+    /// A float attribute.
+    pub fn float_attr(&self, name: &str) -> Option<f32> {
+        self.node.float(name)
+    }
+    /// A string attribute.
+    pub fn string_attr(&self, name: &str) -> Option<String> {
+        self.node.string(name)
+    }
+}
+
 /// A parsed and validated ONNX classifier.
 #[derive(Debug, Clone)]
 pub struct OnnxGraph {
@@ -226,6 +267,39 @@ impl OnnxGraph {
     /// Nodes with their output shapes (filled by [`OnnxGraph::validate`]).
     pub fn summary(&self) -> &[NodeSummary] {
         &self.summary
+    }
+
+    /// The nodes in evaluation (topological) order, read-only, for analyses of the graph
+    /// such as bound propagation.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeView<'_>> {
+        self.nodes.iter().map(|node| NodeView { node })
+    }
+
+    /// The name of the graph output that holds the logits.
+    pub fn output_name(&self) -> &str {
+        &self.output_name
+    }
+
+    /// The value of `name` when it is a constant of the graph (an initializer or the output
+    /// of a `Constant` node), as row-major `f32` values and the logical shape.
+    pub fn constant(&self, name: &str) -> Option<(Vec<f32>, Vec<usize>)> {
+        let device = crate::tensor::cpu();
+        let value = match self.initializers.get(name) {
+            Some(v) => v.clone(),
+            None => {
+                let node = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.op == "Constant" && n.outputs.first().is_some_and(|o| o == name))?;
+                ops::eval(node, &[], self.opset, &device)
+                    .ok()?
+                    .into_iter()
+                    .next()?
+            }
+        };
+        let shape = value.shape();
+        let f = value.into_float(&device);
+        Some((crate::tensor::to_vec(f.t), shape))
     }
 
     /// Number of float parameters in the initializers.
