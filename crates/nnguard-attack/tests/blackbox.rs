@@ -353,3 +353,85 @@ fn square_needs_scores_and_fails_on_a_labels_only_oracle() {
         "{err}"
     );
 }
+
+#[test]
+fn targeted_square_reaches_the_target_class() {
+    let (model, x, y) = mlp_inputs(10);
+    let targets: Vec<u32> = y.iter().map(|&l| (l + 1) % 10).collect();
+    let square = SquareConfig {
+        eps: 0.2,
+        queries: 400,
+        ..SquareConfig::default()
+    }
+    .build()
+    .unwrap();
+    let (r, used) = run_black_box(
+        &model,
+        &square,
+        square.threat((0.0, 1.0)),
+        Inputs {
+            x: batch_tensor(&x, [1, 28, 28], &cpu()),
+            labels: &y,
+            targets: Some(&targets),
+        },
+        Some(400),
+        Reveal::Scores,
+        0,
+    )
+    .unwrap();
+    let reached = r.success.iter().filter(|&&s| s).count();
+    assert!(reached >= 5, "only {reached} of 10 reached their target");
+    for (i, (&t, &u)) in targets.iter().zip(&used).enumerate() {
+        // Success means the target class, not merely a wrong one.
+        assert_eq!(r.success[i], r.predicted[i] == t, "input {i}");
+        assert!(u <= 400);
+    }
+}
+
+#[test]
+fn decision_attacks_in_an_eps_ball_stop_once_inside_and_stay_inside() {
+    // Inputs at L2 distance 0.2 and 0.5 from the boundary can be broken within ε = 0.6;
+    // the one at 1.0 cannot.
+    let (model, x, _, _) = linear_case(&[0.2, 0.5, 1.0]);
+    let threat = Threat {
+        norm: Norm::L2,
+        eps: Some(0.6),
+        bounds: (0.0, 1.0),
+    };
+    let attacks: [Box<dyn BlackBoxAttack>; 2] = [
+        Box::new(
+            HopSkipJumpConfig {
+                queries: 3000,
+                ..HopSkipJumpConfig::default()
+            }
+            .build()
+            .unwrap(),
+        ),
+        Box::new(
+            BoundaryConfig {
+                queries: 3000,
+                ..BoundaryConfig::default()
+            }
+            .build()
+            .unwrap(),
+        ),
+    ];
+    for attack in attacks {
+        let (r, used) = run(
+            &model,
+            attack.as_ref(),
+            threat,
+            &x,
+            &[0; 3],
+            3000,
+            Reveal::Labels,
+        );
+        assert_eq!(r.success, [true, true, false]);
+        assert!(
+            r.distance.iter().all(|&d| d <= 0.6 * (1.0 + 1e-5)),
+            "{:?}",
+            r.distance
+        );
+        assert!(used[0] < 3000 && used[1] < 3000, "no early stop: {used:?}");
+    }
+}
