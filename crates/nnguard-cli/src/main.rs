@@ -42,6 +42,9 @@ enum Command {
     /// Hash manifests of data sets (`data manifest`) and checks against them with
     /// validation for poisoned or broken training data (`data check`).
     Data(cmd::data::DataCommand),
+    /// Certified robustness: randomized smoothing (`certify smooth`), interval bound
+    /// propagation (`certify ibp`) and CROWN (`certify crown`).
+    Certify(cmd::certify::CertifyArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -57,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Data(args) => cmd::data::run(args),
+        Command::Certify(args) => cmd::certify::run(args),
     }
 }
 

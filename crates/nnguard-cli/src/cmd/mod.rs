@@ -2,6 +2,7 @@
 
 pub mod assess;
 pub mod bench;
+pub mod certify;
 pub mod common;
 pub mod convert;
 pub mod data;
