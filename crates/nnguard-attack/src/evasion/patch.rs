@@ -14,7 +14,7 @@
 
 use std::sync::Mutex;
 
-use nnguard_model::tensor::{Tensor, TensorData, to_vec};
+use nnguard_model::tensor::{Tensor, TensorData, argmax_rows, to_vec};
 use nnguard_model::{Differentiable, Loss};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -358,8 +358,14 @@ impl<M: Differentiable + ?Sized> EvasionAttack<M> for Patch {
             let x = Tensor::<4>::from_data(TensorData::new(images, [b, channels, h, w]), &device);
             let g = model.input_gradient(x, &y, loss);
             let grad = to_vec(g.grad);
+            // Placements that already fool the model stop pulling on the patch, so the
+            // unbounded loss of easy inputs does not drown the others.
+            let predicted = argmax_rows(&to_vec(g.logits), k);
             let mut gp = vec![0.0f32; patch_len];
             for (j, place) in placements.iter().enumerate() {
+                if (predicted[j] == y[j]) == targeted {
+                    continue;
+                }
                 place.pull_back(&grad[j * n..(j + 1) * n], &mut gp, channels);
             }
             // Adam ascent on the batch-mean loss, then back into the valid range.

@@ -3,7 +3,7 @@
 //! and L1, with random restarts, optional momentum (MI-FGSM, Dong et al. 2018) and early
 //! stopping of inputs that are already adversarial.
 
-use nnguard_model::tensor::Tensor;
+use nnguard_model::tensor::{Tensor, TensorData};
 use nnguard_model::{Differentiable, Loss};
 
 use super::{AttackContext, EvasionAttack};
@@ -157,9 +157,13 @@ impl<M: Differentiable + ?Sized> EvasionAttack<M> for Pgd {
                         }
                     }
                 }
+                if c.norm == Norm::L1 {
+                    // The sparse L1 step must not spend its budget on pixels the bounds hold.
+                    grad = movable(grad, &w.x, threat.bounds, alpha);
+                }
                 if let Some(mu) = c.momentum {
-                    // MI-FGSM: accumulate L1-normalised gradients.
-                    let unit = ascent_direction(grad, Norm::L1);
+                    // MI-FGSM: accumulate gradients divided by their (dense) L1 norm.
+                    let unit = l1_normalised(grad);
                     grad = match velocity.take() {
                         Some(v) => v.mul_scalar(mu).add(unit),
                         None => unit,
@@ -179,4 +183,31 @@ impl<M: Differentiable + ?Sized> EvasionAttack<M> for Pgd {
         }
         Ok(())
     }
+}
+
+/// `g` with the coordinates zeroed that a step along `sign(step·g)` cannot move because the
+/// iterate `x` sits at that bound (the box-aware sparse ascent of Tramèr and Boneh 2019).
+fn movable(g: Tensor<4>, x: &Tensor<4>, (lo, hi): (f32, f32), step: f32) -> Tensor<4> {
+    let dir = g.clone().mul_scalar(step);
+    let at_low = x
+        .clone()
+        .lower_equal_elem(lo)
+        .bool_and(dir.clone().lower_elem(0.0));
+    let at_high = x
+        .clone()
+        .greater_equal_elem(hi)
+        .bool_and(dir.greater_elem(0.0));
+    g.mask_fill(at_low.bool_or(at_high), 0.0)
+}
+
+/// Each sample of `g` divided by its L1 norm (Dong et al. 2018's normalisation).
+fn l1_normalised(g: Tensor<4>) -> Tensor<4> {
+    let dims = g.dims();
+    let inv: Vec<f32> = Norm::L1
+        .per_sample(&g)
+        .iter()
+        .map(|&n| 1.0 / n.max(1e-12))
+        .collect();
+    let s = Tensor::<4>::from_data(TensorData::new(inv, [dims[0], 1, 1, 1]), &g.device());
+    g.mul(s)
 }
