@@ -353,36 +353,67 @@ impl<M: Differentiable + ?Sized> EvasionAttack<M> for Fab {
                         .collect();
                     self.random_start(&mut run, &radius, bounds, &mut ctx.rng, n);
                 }
-                for _ in 0..c.steps {
-                    let b = run.ids.len();
-                    let shape = [b, dims[1], dims[2], dims[3]];
-                    let x = Tensor::<4>::from_data(TensorData::new(run.x.clone(), shape), &device);
-                    let g = logit_difference_gradient(model, x, &run.t, &run.y);
-                    self.step(&mut run, &to_vec(g.loss), &to_vec(g.grad), bounds, n);
-                    let x = Tensor::<4>::from_data(TensorData::new(run.x.clone(), shape), &device);
-                    let logits = model.logits(x.clone());
-                    // Step back from every adversarial iterate, whatever the tracker's
-                    // projection made of it.
-                    let adv = offer_raw(&mut ctx.tracker, &run.ids, x, logits)?;
-                    for (i, _) in adv.iter().enumerate().filter(|(_, a)| **a) {
-                        for j in i * n..(i + 1) * n {
-                            run.x[j] = run.x0[j] + c.beta * (run.x[j] - run.x0[j]);
+                let tensor = |values: Vec<f32>, b: usize| {
+                    Tensor::<4>::from_data(
+                        TensorData::new(values, [b, dims[1], dims[2], dims[3]]),
+                        &device,
+                    )
+                };
+                for step in 0..=c.steps {
+                    let x = tensor(run.x.clone(), run.ids.len());
+                    if step == c.steps {
+                        // The last iterate needs only a verdict.
+                        let logits = model.logits(x.clone());
+                        offer_raw(&mut ctx.tracker, &run.ids, x, logits)?;
+                        break;
+                    }
+                    // One pass linearises the boundary and judges the iterate (the clean
+                    // start was judged already).
+                    let g = logit_difference_gradient(model, x.clone(), &run.t, &run.y);
+                    let (mut gap, mut grad) = (to_vec(g.loss), to_vec(g.grad));
+                    if step > 0 || restart > 0 {
+                        let mut adv = offer_raw(&mut ctx.tracker, &run.ids, x, g.logits)?;
+                        let broken: Vec<bool> = run
+                            .ids
+                            .iter()
+                            .map(|&r| !minimal && ctx.tracker.is_adversarial(r))
+                            .collect();
+                        if broken.iter().any(|&a| a) {
+                            let keep: Vec<usize> =
+                                (0..broken.len()).filter(|&i| !broken[i]).collect();
+                            run.retain(&keep, n);
+                            if run.ids.is_empty() {
+                                break;
+                            }
+                            gap = keep.iter().map(|&i| gap[i]).collect();
+                            grad = keep_flat(&grad, &keep, n);
+                            adv = keep.iter().map(|&i| adv[i]).collect();
+                        }
+                        // Step back from every adversarial iterate, whatever the tracker's
+                        // projection made of it, and linearise again there.
+                        let back: Vec<usize> = (0..adv.len()).filter(|&i| adv[i]).collect();
+                        if !back.is_empty() {
+                            for &i in &back {
+                                for j in i * n..(i + 1) * n {
+                                    run.x[j] = run.x0[j] + c.beta * (run.x[j] - run.x0[j]);
+                                }
+                            }
+                            let ids: Vec<usize> = back.iter().map(|&i| run.ids[i]).collect();
+                            let t: Vec<u32> = back.iter().map(|&i| run.t[i]).collect();
+                            let y: Vec<u32> = back.iter().map(|&i| run.y[i]).collect();
+                            let xb = tensor(keep_flat(&run.x, &back, n), back.len());
+                            let g = logit_difference_gradient(model, xb.clone(), &t, &y);
+                            offer_raw(&mut ctx.tracker, &ids, xb, g.logits)?;
+                            let (gb, fb) = (to_vec(g.grad), to_vec(g.loss));
+                            for (j, &i) in back.iter().enumerate() {
+                                gap[i] = fb[j];
+                                grad[i * n..(i + 1) * n].copy_from_slice(&gb[j * n..(j + 1) * n]);
+                            }
                         }
                     }
+                    self.step(&mut run, &gap, &grad, bounds, n);
                     done += 1;
                     ctx.tick(done, total);
-                    let broken: Vec<bool> = run
-                        .ids
-                        .iter()
-                        .map(|&r| ctx.tracker.is_adversarial(r))
-                        .collect();
-                    if !minimal && broken.iter().any(|&a| a) {
-                        let keep: Vec<usize> = (0..b).filter(|&i| !broken[i]).collect();
-                        run.retain(&keep, n);
-                        if run.ids.is_empty() {
-                            break;
-                        }
-                    }
                 }
             }
         }
