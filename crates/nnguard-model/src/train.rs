@@ -128,6 +128,12 @@ impl Batch<'_> {
         )
     }
 
+    /// The normalisation inside the model, for objectives that propagate through the
+    /// network themselves (interval bounds).
+    pub fn normalization(&self) -> Option<&Normalize> {
+        self.normalize
+    }
+
     /// Fraction of the run completed at this batch, in `[0, 1)` (for ε and κ schedules).
     pub fn progress(&self) -> f64 {
         ((self.epoch - 1) * self.batches + self.index) as f64
