@@ -148,8 +148,7 @@ impl<M: Differentiable + ?Sized> EvasionAttack<M> for Uap {
         let device = x0.device();
         let k = model.num_classes();
         let step = c.step.unwrap_or(c.eps / 10.0);
-        let zero = Tensor::<4>::zeros(one, &device);
-        let mut v = zero.clone();
+        let mut v = Tensor::<4>::zeros(one, &device);
         let mut best: Option<(usize, Tensor<4>, Tensor<4>, Tensor<2>)> = None;
         let batches = rows.len().div_ceil(c.batch);
         let total = c.epochs * batches;
