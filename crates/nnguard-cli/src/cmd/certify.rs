@@ -403,6 +403,24 @@ fn bounds(a: BoundArgs, method: BoundMethod) -> anyhow::Result<Outcome> {
             margin_lower: Vec::new(),
         })
         .collect();
+    let correct = predicted
+        .iter()
+        .zip(&sel.data.labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let model_name = a.common.model.model.display().to_string();
+    if !a.common.json {
+        // Rows are printed as each ε finishes: long CROWN runs show results as they come.
+        println!(
+            "{method} verification of {model_name} on {} ({n} images, clean accuracy {:.1}%):",
+            sel.data.name,
+            100.0 * correct as f64 / n as f64
+        );
+        println!(
+            "  {:>8}  {:>8}  {:>8}  {:>8}",
+            "ε (L∞)", "verified", "accuracy", "seconds"
+        );
+    }
     let mut results = Vec::with_capacity(verifiers.len());
     for v in &verifiers {
         let eps = v.config().eps;
@@ -420,23 +438,28 @@ fn bounds(a: BoundArgs, method: BoundMethod) -> anyhow::Result<Outcome> {
             input.verified.push(r.verified);
             input.margin_lower.push(r.margin_lower);
         }
-        results.push(EpsResult {
+        let r = EpsResult {
             eps,
             verified,
             verified_accuracy: verified as f64 / n as f64,
             seconds: t0.elapsed().as_secs_f64(),
-        });
+        };
+        if !a.common.json {
+            println!(
+                "  {:>8}  {:>8}  {:>7.1}%  {:>8.1}",
+                r.eps,
+                r.verified,
+                100.0 * r.verified_accuracy,
+                r.seconds
+            );
+        }
+        results.push(r);
     }
-    let correct = predicted
-        .iter()
-        .zip(&sel.data.labels)
-        .filter(|(p, l)| p == l)
-        .count();
     let report = BoundReport {
         schema_version: SCHEMA_VERSION,
         method,
         norm: "linf",
-        model: a.common.model.model.display().to_string(),
+        model: model_name,
         data: sel.data.name.clone(),
         shard: shard_label(&a.common),
         first_index: sel.first_index,
@@ -446,26 +469,5 @@ fn bounds(a: BoundArgs, method: BoundMethod) -> anyhow::Result<Outcome> {
         inputs,
     };
     write_report(&a.common, &report)?;
-    if !a.common.json {
-        println!(
-            "{method} verification of {} on {} ({n} images, clean accuracy {:.1}%):",
-            report.model,
-            report.data,
-            100.0 * report.clean_accuracy
-        );
-        println!(
-            "  {:>8}  {:>8}  {:>8}  {:>8}",
-            "ε (L∞)", "verified", "accuracy", "seconds"
-        );
-        for r in &report.results {
-            println!(
-                "  {:>8}  {:>8}  {:>7.1}%  {:>8.1}",
-                r.eps,
-                r.verified,
-                100.0 * r.verified_accuracy,
-                r.seconds
-            );
-        }
-    }
     Ok(Outcome::Clean)
 }
