@@ -4,7 +4,6 @@
 // Test helpers panic on a broken fixture; that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -18,7 +17,11 @@ fn nnguard(args: &[&str]) -> Output {
 }
 
 fn testdata(rel: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let p = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
         .join("../../testdata")
         .join(rel);
     p.to_string_lossy().into_owned()

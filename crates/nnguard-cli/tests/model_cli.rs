@@ -16,7 +16,11 @@ fn nnguard(args: &[&str]) -> Output {
 }
 
 fn reference(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let p = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
         .join("../../testdata/reference")
         .join(name);
     p.to_string_lossy().into_owned()
@@ -254,8 +258,12 @@ fn bad_model_files_give_one_error_line_and_exit_2() {
         &["short.onnx"],
     );
 
-    let unsupported =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx/unsupported.onnx");
+    let unsupported = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../../testdata/onnx/unsupported.onnx");
     assert_error(
         &nnguard(&["info", "--model", unsupported.to_str().unwrap()]),
         &["Resize", "node"],

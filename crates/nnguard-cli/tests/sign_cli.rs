@@ -28,7 +28,12 @@ fn stderr(output: &Output) -> String {
 }
 
 fn signing_testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../nnguard-signing/testdata")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("../nnguard-signing/testdata")
 }
 
 /// A temporary directory holding a copy of the fixture model as `model/` and a fresh key pair.

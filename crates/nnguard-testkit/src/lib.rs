@@ -47,9 +47,24 @@ pub fn assert_close_f32(actual: &[f32], expected: &[f64], tol: Tol) {
     assert_close(&a, expected, tol);
 }
 
-/// The workspace's `testdata/` directory.
+/// The directory of the package under test, read when the test runs.
+///
+/// `cargo test` sets `CARGO_MANIFEST_DIR` for the test process; the compile-time value is
+/// only the fallback, because a build directory shared by several checkouts can keep an
+/// artifact compiled in another checkout.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+/// The workspace's `testdata/` directory: the nearest one above the package under test.
 pub fn testdata() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+    let start = manifest_dir();
+    start
+        .ancestors()
+        .map(|d| d.join("testdata"))
+        .find(|d| d.join("reference").is_dir())
+        .unwrap_or_else(|| start.join("../../testdata"))
 }
 
 /// Reads a JSON fixture under `testdata/`.

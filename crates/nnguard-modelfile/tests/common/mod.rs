@@ -66,7 +66,11 @@ pub fn make_zip_with(entries: &[(&str, &[u8])], options: zip::write::SimpleFileO
 
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
         .join("testdata")
         .join(name)
 }

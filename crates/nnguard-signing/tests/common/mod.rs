@@ -9,7 +9,12 @@ use nnguard_signing::{Bundle, SigningKey, VerifyingKey};
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 pub fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from,
+        )
+        .join("testdata")
 }
 
 pub fn fixture_model() -> PathBuf {
