@@ -114,8 +114,8 @@ mod tests {
     #[test]
     fn both_methods_give_certificates_through_one_trait() {
         let device = cpu();
-        device.seed(0);
-        let net = Network::init(Arch::Mlp, [1, 4, 4], 3, &device).unwrap_or_else(|e| panic!("{e}"));
+        let net = Network::init_seeded(Arch::Mlp, [1, 4, 4], 3, 0, &device)
+            .unwrap_or_else(|e| panic!("{e}"));
         let model = Model::from_network(net, [1, 4, 4], 3, None);
         let images = vec![0.5f32; 2 * 16];
         let logits = model.logits_vec(&images).unwrap_or_default();

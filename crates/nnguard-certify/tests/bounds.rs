@@ -57,8 +57,7 @@ fn residual() -> (Model, Vec<f32>) {
 /// A seeded resnet8 with per-channel normalisation inside (batch norm, residual blocks).
 fn resnet8() -> Model {
     let device = cpu();
-    device.seed(3);
-    let net = Network::init(Arch::Resnet8, [3, 32, 32], 10, &device).unwrap();
+    let net = Network::init_seeded(Arch::Resnet8, [3, 32, 32], 10, 3, &device).unwrap();
     let norm = Normalize::parse("0.49/0.48/0.45,0.25/0.24/0.26").unwrap();
     Model::from_network(net, [3, 32, 32], 10, Some(norm))
 }

@@ -9,8 +9,7 @@
 //! ```
 //! use nnguard_model::{Classifier, Model, arch::{Arch, Network}, tensor::{Tensor, cpu}};
 //! let device = cpu();
-//! device.seed(0);
-//! let net = Network::init(Arch::Mlp, [1, 28, 28], 10, &device).unwrap();
+//! let net = Network::init_seeded(Arch::Mlp, [1, 28, 28], 10, 0, &device).unwrap();
 //! let model = Model::from_network(net, [1, 28, 28], 10, None);
 //! let logits = model.logits(Tensor::zeros([2, 1, 28, 28], &device));
 //! assert_eq!(logits.dims(), [2, 10]);

@@ -203,8 +203,7 @@ pub fn train_with(
         .max(test.map_or(0, |t| t.num_classes))
         .max(2);
     let device = cpu().autodiff();
-    device.seed(config.seed);
-    let mut net = Network::init(config.arch, train.shape, classes, &device)?;
+    let mut net = Network::init_seeded(config.arch, train.shape, classes, config.seed, &device)?;
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let mut record = TrainingRecord {
         arch: Some(config.arch),

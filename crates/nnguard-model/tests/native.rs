@@ -14,8 +14,12 @@ use nnguard_testkit::{Tol, assert_close_f32, testdata};
 
 fn model(arch: Arch, shape: [usize; 3], seed: u64) -> Model {
     let d = cpu();
-    d.seed(seed);
-    Model::from_network(Network::init(arch, shape, 10, &d).unwrap(), shape, 10, None)
+    Model::from_network(
+        Network::init_seeded(arch, shape, 10, seed, &d).unwrap(),
+        shape,
+        10,
+        None,
+    )
 }
 
 fn random_batch(n: usize, shape: [usize; 3], seed: u64) -> Vec<f32> {
@@ -36,8 +40,7 @@ fn random_batch(n: usize, shape: [usize; 3], seed: u64) -> Vec<f32> {
 #[test]
 fn weight_files_use_pytorch_names_and_layouts() {
     let d = cpu();
-    d.seed(1);
-    let net = Network::init(Arch::Cnn, [1, 28, 28], 10, &d).unwrap();
+    let net = Network::init_seeded(Arch::Cnn, [1, 28, 28], 10, 1, &d).unwrap();
     let names: Vec<(String, Vec<usize>)> = weights::expected_tensors(&net);
     let expected = [
         ("conv1.bias", vec![32]),
@@ -172,8 +175,7 @@ fn input_gradients_match_finite_differences() {
 fn normalisation_lives_inside_the_model() {
     let shape = [1, 28, 28];
     let d = cpu();
-    d.seed(4);
-    let net = Network::init(Arch::Mlp, shape, 10, &d).unwrap();
+    let net = Network::init_seeded(Arch::Mlp, shape, 10, 4, &d).unwrap();
     let norm = nnguard_model::Normalize::parse("0.5,0.25").unwrap();
     let wrapped = Model::from_network(net.clone(), shape, 10, Some(norm));
     let plain = Model::from_network(net, shape, 10, None);

@@ -127,9 +127,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                 Some(p) => Model::load(&p, &LoadOptions::default())?,
                 None => {
                     let d = cpu();
-                    d.seed(0);
                     let shape = nnguard_model::model::default_input_shape(arch);
-                    Model::from_network(Network::init(arch, shape, 10, &d)?, shape, 10, None)
+                    Model::from_network(
+                        Network::init_seeded(arch, shape, 10, 0, &d)?,
+                        shape,
+                        10,
+                        None,
+                    )
                 }
             };
             let data = DataSource::Bundled.load(Split::Test)?;

@@ -86,7 +86,27 @@ pub(crate) fn tap<const D: usize>(
     }
 }
 
+/// Serialises seeding the backend's process-wide RNG with drawing initial weights from it.
+static INIT_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Network {
+    /// [`Network::init`] with weights drawn from `seed`: the same seed gives the same weights
+    /// even while other threads initialise networks, because seeding the backend's
+    /// process-wide RNG and drawing from it happen under one lock.
+    pub fn init_seeded(
+        arch: Arch,
+        input_shape: [usize; 3],
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let _guard = INIT_RNG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        device.seed(seed);
+        Self::init(arch, input_shape, classes, device)
+    }
+
     /// A freshly initialised network for images of `input_shape` and `classes` classes.
     ///
     /// Weights are drawn from the device's RNG (seed it first for reproducible runs) with
