@@ -20,8 +20,18 @@ enum Command {
     /// Run the security assessment of a model on a data set (trains a default CNN on the
     /// bundled Fashion-MNIST subset when no model is given).
     Assess(cmd::assess::AssessArgs),
+    /// Robust accuracy under an attack ensemble (AutoAttack-style), with validity checks
+    /// beside every number, JSON/HTML reports and `--shard I/N`.
+    Eval(cmd::eval::EvalArgs),
+    /// Run one evasion attack and save the adversarial batch as safetensors.
+    Attack(cmd::attack::AttackCmdArgs),
+    /// Merge partial evaluation reports of shards (`report merge`), or render HTML.
+    Report(cmd::report::ReportCommand),
     /// Train a built-in architecture (mlp, cnn, resnet8) and write safetensors + sidecar.
     Train(cmd::train::TrainArgs),
+    /// Measure a detector of adversarial inputs (feature squeezing, Mahalanobis, learned):
+    /// AUC and true positives at a false positive rate calibrated on clean data.
+    Detect(cmd::detect::DetectArgs),
     /// Report a model's accuracy and per-class accuracy on a data set.
     Predict(cmd::predict::PredictArgs),
     /// Describe a model file: layers, shapes, parameters, input range, classes.
@@ -50,7 +60,11 @@ enum Command {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Assess(args) => cmd::assess::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Attack(args) => cmd::attack::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
         Command::Predict(args) => cmd::predict::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Bench(args) => cmd::bench::run(args),

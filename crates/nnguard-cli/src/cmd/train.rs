@@ -6,10 +6,12 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use nnguard_data::Split;
+use nnguard_defense::DefenseError;
+use nnguard_defense::training::{Defense, DefenseConfig, EpsSchedule};
 use nnguard_model::arch::Arch;
 use nnguard_model::sidecar::{EpochLog, SIDECAR_FORMAT, Sidecar, TensorEntry};
-use nnguard_model::train::{TrainConfig, TrainObserver, train};
-use nnguard_model::{Backbone, Classifier, Model, Normalize, weights};
+use nnguard_model::train::{TrainConfig, TrainObserver, train, train_with};
+use nnguard_model::{Backbone, Classifier, Differentiable, LoadOptions, Model, Normalize, weights};
 
 use super::common::{DataArgs, check_output_path, parse_arch, parse_normalize, progress};
 use crate::exit::Outcome;
@@ -47,6 +49,94 @@ pub struct TrainArgs {
     /// Print the sidecar as JSON on stdout when done.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub defense: DefenseArgs,
+}
+
+/// Robust-training options of `nnguard train`.
+#[derive(Debug, Clone, Args)]
+pub struct DefenseArgs {
+    /// Robust training: pgd-at (Madry et al.), trades (Zhang et al.), fgsm-at (Wong et al.),
+    /// noise (Gaussian augmentation), distill (defensive distillation), ibp (Gowal et al.).
+    #[arg(long, value_parser = parse_defense, help_heading = "Robust training")]
+    pub defense: Option<Defense>,
+    /// L∞ training radius (pgd-at, trades, fgsm-at, ibp).
+    #[arg(long, help_heading = "Robust training")]
+    pub eps: Option<f32>,
+    /// Steps of the inner attack (pgd-at, trades; default 10).
+    #[arg(long, value_name = "N", help_heading = "Robust training")]
+    pub attack_steps: Option<usize>,
+    /// Step size of the inner attack (default 2.5·eps/steps; 1.25·eps for fgsm-at).
+    #[arg(long, value_name = "ALPHA", help_heading = "Robust training")]
+    pub attack_step: Option<f32>,
+    /// TRADES' weight of the robustness term (default 6).
+    #[arg(long, help_heading = "Robust training")]
+    pub beta: Option<f32>,
+    /// Standard deviation of the Gaussian noise (noise; default 0.25).
+    #[arg(long, help_heading = "Robust training")]
+    pub sigma: Option<f32>,
+    /// Teacher model whose soft labels the student learns (distill).
+    #[arg(long, value_name = "FILE", help_heading = "Robust training")]
+    pub teacher: Option<PathBuf>,
+    /// Distillation temperature (distill; default 100).
+    #[arg(long, value_name = "T", help_heading = "Robust training")]
+    pub temperature: Option<f32>,
+    /// ε ramp as fractions of the run: 0 before START, full at END (`START,END` or
+    /// `constant`; ibp default 0.1,0.6, others constant).
+    #[arg(long, value_name = "START,END", value_parser = parse_eps_schedule, help_heading = "Robust training")]
+    pub eps_schedule: Option<EpsSchedule>,
+}
+
+fn parse_defense(s: &str) -> Result<Defense, String> {
+    s.parse().map_err(|e: DefenseError| e.to_string())
+}
+
+fn parse_eps_schedule(s: &str) -> Result<EpsSchedule, String> {
+    EpsSchedule::parse(s).map_err(|e| e.to_string())
+}
+
+impl DefenseArgs {
+    /// The defence configuration, or `None` for plain training; flags without `--defense`
+    /// are an error.
+    pub fn config(&self, seed: u64) -> anyhow::Result<Option<DefenseConfig>> {
+        let Some(defense) = self.defense else {
+            let stray = [
+                ("--eps", self.eps.is_some()),
+                ("--attack-steps", self.attack_steps.is_some()),
+                ("--attack-step", self.attack_step.is_some()),
+                ("--beta", self.beta.is_some()),
+                ("--sigma", self.sigma.is_some()),
+                ("--teacher", self.teacher.is_some()),
+                ("--temperature", self.temperature.is_some()),
+                ("--eps-schedule", self.eps_schedule.is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
+                anyhow::bail!("{flag} needs --defense (plain training has no such setting)");
+            }
+            return Ok(None);
+        };
+        Ok(Some(DefenseConfig {
+            eps: self.eps,
+            attack_steps: self.attack_steps,
+            attack_step: self.attack_step,
+            beta: self.beta,
+            sigma: self.sigma,
+            teacher: self.teacher.clone(),
+            temperature: self.temperature,
+            eps_schedule: self.eps_schedule,
+            ..DefenseConfig::new(defense, seed)
+        }))
+    }
+}
+
+/// Loads a teacher model for distillation.
+fn load_teacher(
+    path: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Differentiable>, DefenseError> {
+    Ok(std::sync::Arc::new(Model::load(
+        path,
+        &LoadOptions::default(),
+    )?))
 }
 
 struct Bars {
@@ -99,6 +189,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
         normalize: args.normalize.clone(),
     };
     config.validate()?;
+    let defense = args.defense.config(args.seed)?;
+    let mut objective = match defense.clone() {
+        Some(d) => Some(d.build(load_teacher)?),
+        None => None,
+    };
     let load = |split| {
         DataArgs {
             data: args.data.clone(),
@@ -113,8 +208,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
     }
     let test_set = load(Split::Test)?;
     eprintln!(
-        "training {} on {} ({} train / {} test images, {}×{}×{}), {} epochs, Adam lr {}, batch {}, seed {}",
+        "training {}{} on {} ({} train / {} test images, {}×{}×{}), {} epochs, Adam lr {}, batch {}, seed {}",
         args.arch,
+        defense
+            .as_ref()
+            .map(|d| format!(" with --defense {}", d.defense))
+            .unwrap_or_default(),
         args.data,
         train_set.len(),
         test_set.len(),
@@ -131,7 +230,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
         epochs: args.epochs,
         batch_size: args.batch_size,
     };
-    let (model, mut record) = train(&config, &train_set, Some(&test_set), &mut bars)?;
+    let (model, mut record) = match objective.as_mut() {
+        Some(o) => train_with(&config, &train_set, Some(&test_set), o.as_mut(), &mut bars)?,
+        None => train(&config, &train_set, Some(&test_set), &mut bars)?,
+    };
     record.data = Some(args.data.to_string());
     let test_acc = record.log.last().and_then(|l| l.test_acc);
     let sidecar = save(&model, &args.out, record, test_acc)?;
