@@ -16,8 +16,8 @@ use nnguard_attack::evasion::{
     AnyAttack, AttackParams, Inputs, ScorerOf, run_black_box, run_white_box,
 };
 use nnguard_attack::{Norm, Scorer, Threat};
-use nnguard_model::Differentiable;
 use nnguard_model::tensor::{Device, argmax_rows, batch_tensor, cpu, to_vec};
+use nnguard_model::{Differentiable, Loss};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -89,6 +89,8 @@ pub struct EvalConfig {
     pub restarts: Option<usize>,
     /// `--queries`: per-input budget of black-box attacks.
     pub queries: Option<u64>,
+    /// `--loss` for the attacks that take one (`None`: each attack's own).
+    pub loss: Option<Loss>,
     /// Inputs per batch.
     pub batch_size: usize,
     /// Base seed; every batch, ε and attack derive their own.
@@ -121,6 +123,7 @@ impl Default for EvalConfig {
             step: None,
             restarts: None,
             queries: None,
+            loss: None,
             batch_size: 250,
             seed: 0,
             eot_samples: 8,
@@ -145,6 +148,7 @@ impl EvalConfig {
             step: self.step,
             restarts: self.restarts,
             queries: self.queries,
+            loss: self.loss,
             ..AttackParams::default()
         }
     }
@@ -335,7 +339,11 @@ fn plan_members(
     for spec in &config.attacks {
         let mut kind = None;
         for &e in eps {
-            let k = match spec.build(&config.params(e))? {
+            let params = AttackParams {
+                classes: Some(subject.classes()),
+                ..config.params(e)
+            };
+            let k = match spec.build(&params)? {
                 AnyAttack::WhiteBox(_) => Kind::White,
                 AnyAttack::BlackBox { .. } => Kind::Black,
             };
@@ -388,6 +396,7 @@ fn empty_report(ctx: &Ctx<'_>) -> Report {
             step: c.step,
             restarts: c.restarts,
             queries: c.queries,
+            loss: c.loss,
             eot_samples: c.eot_samples,
             repeats: c.repeats,
         },

@@ -93,6 +93,9 @@ pub struct Settings {
     pub restarts: Option<usize>,
     /// `--queries`, when given.
     pub queries: Option<u64>,
+    /// `--loss`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<nnguard_model::Loss>,
     /// Passes averaged by EOT for randomised models.
     pub eot_samples: usize,
     /// Repeated predictions for randomised models.

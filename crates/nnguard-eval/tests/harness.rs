@@ -337,3 +337,32 @@ fn invalid_parameters_are_rejected_with_the_flag_name() {
         assert!(e.to_string().contains(flag), "{flag}: {e}");
     }
 }
+
+#[test]
+fn an_ensemble_needing_more_classes_than_the_model_has_is_rejected_before_any_attack() {
+    use nnguard_model::arch::{Arch, Network};
+    let shape = [1, 28, 28];
+    let net = Network::init_seeded(Arch::Mlp, shape, 3, 0, &nnguard_model::tensor::cpu()).unwrap();
+    let model: Arc<dyn Differentiable> =
+        Arc::new(nnguard_model::Model::from_network(net, shape, 3, None));
+    let d = data(8);
+    let labels = vec![0u32, 1, 2, 0, 1, 2, 0, 1];
+    let inputs = EvalInputs {
+        labels: &labels,
+        ..inputs(&d)
+    };
+    let mut progressed = false;
+    let e = evaluate(
+        &Subject::WhiteBox(model),
+        &inputs,
+        &config(parse_attacks("standard", Norm::Linf, true).unwrap()),
+        &mut |_| progressed = true,
+    )
+    .unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.contains("--model") && message.contains("apgd-t") && message.contains("has 3"),
+        "{message}"
+    );
+    assert!(!progressed, "attacks ran before the ensemble was checked");
+}

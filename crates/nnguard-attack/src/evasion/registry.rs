@@ -32,6 +32,9 @@ pub struct AttackParams {
     pub loss: Option<Loss>,
     /// Initial window fraction of the Square attack (`--p-init`).
     pub p_init: Option<f32>,
+    /// Classes of the model the attack will run on, when known: an attack whose loss needs
+    /// more classes (DLR needs 3, targeted DLR 4) is then rejected when it is built.
+    pub classes: Option<usize>,
 }
 
 impl Default for AttackParams {
@@ -45,6 +48,7 @@ impl Default for AttackParams {
             queries: None,
             loss: None,
             p_init: None,
+            classes: None,
         }
     }
 }
@@ -117,6 +121,17 @@ pub const ATTACKS: &[(&str, &str)] = &[
 
 /// Builds attack `name` from `params`, rejecting invalid values by flag.
 pub fn build(name: &str, p: &AttackParams) -> Result<AnyAttack, AttackError> {
+    if let Some(k) = p.classes {
+        let (needed, why) = min_classes(name, p);
+        if k < needed {
+            return Err(AttackError::config(
+                "--model",
+                format!(
+                    "{name} needs a model with at least {needed} classes ({why}); the model has {k}"
+                ),
+            ));
+        }
+    }
     let white = |a: Box<dyn EvasionAttack<dyn Differentiable>>| Ok(AnyAttack::WhiteBox(a));
     let black = |attack: Box<dyn BlackBoxAttack>, budget: u64, reveal: Reveal| {
         Ok(AnyAttack::BlackBox {
@@ -308,6 +323,18 @@ pub fn build(name: &str, p: &AttackParams) -> Result<AnyAttack, AttackError> {
     }
 }
 
+/// The fewest classes attack `name` works with, and why.
+fn min_classes(name: &str, p: &AttackParams) -> (usize, &'static str) {
+    match (name, p.loss) {
+        ("apgd-t", Some(Loss::CrossEntropy)) => (2, "an adversarial example needs another class"),
+        ("apgd-t", _) => (4, "the targeted DLR loss ranks four logits; use --loss ce"),
+        ("apgd-dlr", _) => (3, "the DLR loss ranks three logits"),
+        ("apgd-ce", _) => (2, "an adversarial example needs another class"),
+        (_, Some(Loss::Dlr)) => (3, "the DLR loss ranks three logits; use --loss ce"),
+        _ => (2, "an adversarial example needs another class"),
+    }
+}
+
 /// Checks the evaluation radius of a minimal-perturbation attack, which does not use it
 /// while searching but is judged by it.
 fn check_eps(eps: f32) -> Result<(), AttackError> {
@@ -338,6 +365,43 @@ mod tests {
         for (name, _) in ATTACKS {
             assert!(build(name, &AttackParams::default()).is_ok(), "{name}");
         }
+    }
+
+    #[test]
+    fn attacks_reject_models_with_too_few_classes_when_built() {
+        let with = |classes, loss| AttackParams {
+            classes: Some(classes),
+            loss,
+            ..AttackParams::default()
+        };
+        // Targeted DLR ranks four logits, DLR three; everything else needs two.
+        for (name, loss, needed) in [
+            ("apgd-t", None, 4),
+            ("apgd-t", Some(Loss::CrossEntropy), 2),
+            ("apgd-dlr", None, 3),
+            ("apgd-ce", Some(Loss::Dlr), 2),
+            ("pgd", Some(Loss::Dlr), 3),
+            ("pgd", None, 2),
+            ("fab-t", None, 2),
+            ("square", None, 2),
+            ("cw-l2", None, 2),
+        ] {
+            assert_eq!(
+                flag_of(build(name, &with(needed - 1, loss))),
+                "--model",
+                "{name} {loss:?} with {} classes",
+                needed - 1
+            );
+            assert!(build(name, &with(needed, loss)).is_ok(), "{name} {loss:?}");
+        }
+        let Err(e) = build("apgd-t", &with(3, None)) else {
+            panic!("accepted")
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("at least 4 classes") && message.contains("has 3"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use nnguard_eval::{
     EvalConfig, EvalError, EvalInputs, Reference, Report, Shard, Status, Subject, evaluate,
     parse_attacks,
 };
-use nnguard_model::Normalize;
 use nnguard_model::arch::Arch;
+use nnguard_model::{Loss, Normalize};
 
 use super::common::{
     DataArgs, ModelArgs, check_output_path, parse_arch, parse_normalize, print_json, progress,
@@ -104,6 +104,10 @@ pub struct AttackArgs {
     /// Query budget per input of black-box attacks.
     #[arg(long)]
     pub queries: Option<u64>,
+    /// Loss of the gradient attacks that take one: ce, margin (C&W) or dlr (default: each
+    /// attack's own).
+    #[arg(long, value_parser = parse_loss)]
+    pub loss: Option<Loss>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -132,10 +136,22 @@ impl AttackArgs {
             step: self.step,
             restarts: self.restarts,
             queries: self.queries,
+            loss: self.loss,
             seed: self.seed,
             batch_size: self.batch_size,
             ..EvalConfig::default()
         })
+    }
+}
+
+fn parse_loss(s: &str) -> Result<Loss, String> {
+    match s {
+        "ce" | "cross-entropy" => Ok(Loss::CrossEntropy),
+        "margin" | "cw" => Ok(Loss::Margin),
+        "dlr" => Ok(Loss::Dlr),
+        other => Err(format!(
+            "unknown loss {other:?} (expected ce, margin or dlr)"
+        )),
     }
 }
 
