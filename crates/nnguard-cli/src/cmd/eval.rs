@@ -362,14 +362,19 @@ pub fn print_summary(r: &Report) {
             .collect();
         println!("  at ε={}: {}", p.eps, steps.join(", "));
         if p.perturbation.successes > 0 {
+            let mut others = String::new();
+            if r.norm != Norm::L2 {
+                others.push_str(&format!(", median l2 {:.4}", p.perturbation.median_l2));
+            }
+            if r.norm != Norm::Linf {
+                others.push_str(&format!(", median linf {:.4}", p.perturbation.median_linf));
+            }
             println!(
-                "  perturbations of {} successes: median {} {:.4} (mean {:.4}), median l2 {:.4}, median linf {:.4}{}",
+                "  perturbations of {} successes: median {} {:.4} (mean {:.4}){others}{}",
                 p.perturbation.successes,
                 r.norm,
                 p.perturbation.median,
                 p.perturbation.mean,
-                p.perturbation.median_l2,
-                p.perturbation.median_linf,
                 if p.queries > 0 {
                     format!("; {} queries ({:.1} per input)", p.queries, p.mean_queries)
                 } else {
