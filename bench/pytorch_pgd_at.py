@@ -4,7 +4,8 @@ The recipe `nnguard train --defense pgd-at` uses (Madry et al. 2018): Adam (lr 1
 seed 0; every batch replaced by L-inf PGD examples (uniform random start in the eps-ball, STEPS
 signed-gradient steps of STEP on the cross-entropy, projection onto the ball and [0, 1]) crafted
 on the current network; cross-entropy on them. Writes the model as ONNX (opset 17, input
-`input`, output `logits`) and prints one JSON object with the time and test accuracy per epoch.
+`input`, output `logits`) and its weights as safetensors beside it (PyTorch names, loadable with
+`--arch cnn`), and prints one JSON object with the time and test accuracy per epoch.
 
 Usage: python pytorch_pgd_at.py THREADS EPOCHS EPS STEPS STEP OUT.onnx [IMAGES]
 """
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 THREADS, EPOCHS = int(sys.argv[1]), int(sys.argv[2])
 EPS, STEPS, STEP = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -91,6 +93,7 @@ for epoch in range(EPOCHS):
           f"{seconds:.1f} s", file=sys.stderr, flush=True)
 
 model.eval()
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, OUT.rsplit(".", 1)[0] + ".safetensors")
 torch.onnx.export(model, torch.zeros(1, 1, 28, 28), OUT, input_names=["input"],
                   output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                   opset_version=17, dynamo=False)
