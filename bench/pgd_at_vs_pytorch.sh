@@ -6,7 +6,8 @@
 # images at eps 0.1.
 #
 # Usage: bench/pgd_at_vs_pytorch.sh train|eval|all DIR [THREADS] [EPOCHS]
-#   train  trains both models into DIR (nnguard: pgd-at.safetensors, PyTorch: pytorch-pgd-at.onnx)
+#   train  trains both models into DIR (nnguard: pgd-at.safetensors, PyTorch: pytorch-pgd-at.onnx
+#          and pytorch-pgd-at.safetensors)
 #   eval   evaluates both models in DIR (JSON reports eval-*.json)
 #   all    both
 # Needs: Fashion-MNIST in /usr/share/datasets/fashion-mnist, a release build of nnguard, and a
@@ -42,15 +43,20 @@ PY
 fi
 
 if [ "$what" = eval ] || [ "$what" = all ]; then
-    for m in pgd-at.safetensors pytorch-pgd-at.onnx; do
-        RAYON_NUM_THREADS=$THREADS "$NNGUARD" eval --model "$dir/$m" --data fashion-mnist \
-            --norm linf --eps 0.1 --limit 1000 --json > "$dir/eval-${m%.*}.json" || true
-    done
+    # The PyTorch model is evaluated from its safetensors weights on nnguard's native CNN (the
+    # same backbone as nnguard's model; its ONNX export gives the same predictions).
+    RAYON_NUM_THREADS=$THREADS "$NNGUARD" eval --model "$dir/pgd-at.safetensors" --data fashion-mnist \
+        --norm linf --eps 0.1 --limit 1000 --json > "$dir/eval-pgd-at.json" || true
+    RAYON_NUM_THREADS=$THREADS "$NNGUARD" eval --model "$dir/pytorch-pgd-at.safetensors" --arch cnn \
+        --data fashion-mnist --norm linf --eps 0.1 --limit 1000 --json > "$dir/eval-pytorch-pgd-at.json" || true
     "$PYTHON" - "$dir/eval-pgd-at.json" "$dir/eval-pytorch-pgd-at.json" <<'PY'
 import json, sys
 for path in sys.argv[1:]:
     r = json.load(open(path))
     s = r["summary"]
-    print(path, json.dumps({k: s[k] for k in s if "accuracy" in k}))
+    p = s["curve"][s["headline"]]
+    steps = ", ".join(f"{a['attack']} -{a['broken']}" for a in p["after_attack"])
+    print(f"{path}: clean {100 * s['clean_accuracy']:.2f}%, robust {100 * p['robust_accuracy']:.2f}% "
+          f"at eps {p['eps']} ({steps})")
 PY
 fi

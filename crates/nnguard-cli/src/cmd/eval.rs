@@ -114,6 +114,12 @@ pub struct AttackArgs {
     /// Inputs per batch (shards are cut on batch boundaries).
     #[arg(long, default_value_t = 250)]
     pub batch_size: usize,
+    /// Passes averaged by EOT when the model turns out to be randomised.
+    #[arg(long, default_value_t = 8)]
+    pub eot: usize,
+    /// Repeated predictions per input when the model turns out to be randomised.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
 }
 
 impl AttackArgs {
@@ -139,6 +145,8 @@ impl AttackArgs {
             loss: self.loss,
             seed: self.seed,
             batch_size: self.batch_size,
+            eot_samples: self.eot,
+            repeats: self.repeats,
             ..EvalConfig::default()
         })
     }
@@ -217,12 +225,6 @@ pub struct EvalArgs {
     /// array of logit rows), to check that the loaded model reproduces them.
     #[arg(long, value_name = "FILE")]
     reference_predictions: Option<PathBuf>,
-    /// Passes averaged by EOT when the model turns out to be randomised.
-    #[arg(long, default_value_t = 8)]
-    eot: usize,
-    /// Repeated predictions per input when the model turns out to be randomised.
-    #[arg(long, default_value_t = 5)]
-    repeats: usize,
     /// Exit with 1 when the headline robust accuracy is below this fraction.
     #[arg(long, value_name = "FRACTION")]
     fail_under: Option<f64>,
@@ -494,8 +496,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         }
     }
     let mut config = args.attack.config()?;
-    config.eot_samples = args.eot;
-    config.repeats = args.repeats;
     let shard = shard(args.shard.as_deref(), args.shards)?;
     let (subject, name) = args.target.subject()?;
     config.attacks = parse_attacks(&args.attacks, config.norm, subject.is_white_box())?;
