@@ -13,7 +13,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
 use super::common::{DataArgs, check_output_path, print_json};
-use super::eval::{AttackArgs, Run, TargetArgs, print_summary, shard};
+use super::eval::{AttackArgs, Run, TargetArgs, print_summary, shard, shard_range};
 use crate::exit::Outcome;
 
 /// Arguments of `nnguard attack`.
@@ -75,22 +75,19 @@ pub fn run(args: AttackCmdArgs) -> anyhow::Result<Outcome> {
     config.attacks = vec![AttackSpec::registered(name)?];
     config.keep_adversarials = true;
     let shard = shard(args.shard.as_deref(), args.shards)?;
-    let (subject, model_name) = args.target.subject()?;
+    let target = args.target.load()?;
+    let data = args.data.load()?;
     let report = Run {
-        data: &args.data,
+        data: &data,
         config,
         shard,
         reference: None,
         out: args.report.as_deref(),
         html: None,
     }
-    .go(&subject, model_name)?;
+    .go(&target.subject, target.name)?;
     if let Some(out) = &args.out {
-        let data = args.data.load()?;
-        let range = match shard {
-            Some(s) => s.range(data.len(), args.attack.batch_size.max(1)),
-            None => 0..data.len(),
-        };
+        let range = shard_range(shard, data.len(), args.attack.batch_size);
         let per = data.image_len();
         save(
             &report,

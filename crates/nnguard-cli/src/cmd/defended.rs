@@ -183,8 +183,8 @@ pub fn findings(
     data: &Dataset,
     range: std::ops::Range<usize>,
     params: &AttackParams,
-    seed: u64,
 ) -> anyhow::Result<Vec<CheckResult>> {
+    let seed = report.settings.seed;
     let mut out = Vec::new();
     if !defended.description.is_empty() {
         out.push(check(
@@ -284,43 +284,4 @@ pub fn findings(
         });
     }
     Ok(out)
-}
-
-/// Adds the defence findings to an `eval` report of a model file (nothing for a remote
-/// target); returns whether any were added, so that the caller writes the reports again.
-pub fn add_findings(
-    target: &super::eval::TargetArgs,
-    data: &super::common::DataArgs,
-    shard: Option<nnguard_eval::Shard>,
-    params: &AttackParams,
-    report: &mut Report,
-) -> anyhow::Result<bool> {
-    let Some(path) = &target.model else {
-        return Ok(false);
-    };
-    let options = LoadOptions {
-        arch: target.arch,
-        normalize: target.normalize.clone(),
-        input_shape: None,
-    };
-    let model = Model::load(path, &options)?;
-    let defended = target
-        .defense
-        .apply(model, &path.display().to_string(), &options)?;
-    let data = data.load()?;
-    let range = match shard {
-        Some(s) => s.range(data.len(), report.settings.batch_size.max(1)),
-        None => 0..data.len(),
-    };
-    let checks = findings(
-        &defended,
-        report,
-        &data,
-        range,
-        params,
-        report.settings.seed,
-    )?;
-    let added = !checks.is_empty();
-    add_checks(report, checks);
-    Ok(added)
 }

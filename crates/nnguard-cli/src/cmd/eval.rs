@@ -19,6 +19,7 @@ use super::common::{
     DataArgs, ModelArgs, check_output_path, parse_arch, parse_normalize, print_json, progress,
 };
 use crate::exit::Outcome;
+use nnguard_data::Dataset;
 
 /// Where the evaluated model comes from: a file, or a remote endpoint.
 #[derive(Debug, Clone, Args)]
@@ -46,9 +47,20 @@ pub struct TargetArgs {
     pub defense: super::defended::DefendedArgs,
 }
 
+/// What an evaluation attacks: the subject, its name in reports and, for a model file, the
+/// model with its defences (for the findings a defended evaluation adds).
+pub struct Target {
+    /// The model as attacks see it.
+    pub subject: Subject,
+    /// The name in reports.
+    pub name: String,
+    /// The loaded model with its defences; `None` for a remote target.
+    pub defended: Option<super::defended::DefendedModel>,
+}
+
 impl TargetArgs {
-    /// Loads the model or connects to the target; returns it with its name for reports.
-    pub fn subject(&self) -> anyhow::Result<(Subject, String)> {
+    /// Loads the model or connects to the target.
+    pub fn load(&self) -> anyhow::Result<Target> {
         if let Some(url) = &self.target {
             if !(self.timeout.is_finite() && self.timeout > 0.0) {
                 anyhow::bail!("--timeout must be a positive number of seconds");
@@ -59,7 +71,11 @@ impl TargetArgs {
                 ..RemoteOptions::default()
             };
             let scorer = RemoteScorer::connect(url, options)?;
-            return Ok((Subject::BlackBox(Arc::new(scorer)), url.clone()));
+            return Ok(Target {
+                subject: Subject::BlackBox(Arc::new(scorer)),
+                name: url.clone(),
+                defended: None,
+            });
         }
         let Some(path) = &self.model else {
             anyhow::bail!("give --model FILE or --target URL");
@@ -78,7 +94,11 @@ impl TargetArgs {
         let defended = self
             .defense
             .apply(model, &path.display().to_string(), &options)?;
-        Ok((Subject::WhiteBox(defended.model), defended.name))
+        Ok(Target {
+            subject: Subject::WhiteBox(defended.model.clone()),
+            name: defended.name.clone(),
+            defended: Some(defended),
+        })
     }
 }
 
@@ -412,10 +432,18 @@ pub fn print_summary(r: &Report) {
     );
 }
 
+/// The inputs of `shard` (all of them without one), cut on batch boundaries.
+pub fn shard_range(shard: Option<Shard>, len: usize, batch_size: usize) -> std::ops::Range<usize> {
+    match shard {
+        Some(s) => s.range(len, batch_size.max(1)),
+        None => 0..len,
+    }
+}
+
 /// Runs an evaluation for `eval` and `attack`, keeping a partial report on failure.
 pub struct Run<'a> {
-    /// The data.
-    pub data: &'a DataArgs,
+    /// The data, loaded once by the caller.
+    pub data: &'a Dataset,
     /// The settings; attacks already resolved.
     pub config: EvalConfig,
     /// `--shard`, resolved.
@@ -431,11 +459,8 @@ pub struct Run<'a> {
 impl Run<'_> {
     /// Runs it; on a failure part way the partial report is written before the error.
     pub fn go(self, subject: &Subject, model_name: String) -> anyhow::Result<Report> {
-        let data = self.data.load()?;
-        let range = match self.shard {
-            Some(s) => s.range(data.len(), self.config.batch_size.max(1)),
-            None => 0..data.len(),
-        };
+        let data = self.data;
+        let range = shard_range(self.shard, data.len(), self.config.batch_size);
         let per = data.image_len();
         let classes = match subject {
             Subject::WhiteBox(m) => m.num_classes(),
@@ -497,21 +522,28 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     }
     let mut config = args.attack.config()?;
     let shard = shard(args.shard.as_deref(), args.shards)?;
-    let (subject, name) = args.target.subject()?;
-    config.attacks = parse_attacks(&args.attacks, config.norm, subject.is_white_box())?;
+    let target = args.target.load()?;
+    config.attacks = parse_attacks(&args.attacks, config.norm, target.subject.is_white_box())?;
     let headline = config.sorted_eps()?.last().copied().unwrap_or(0.0);
     let params = config.params(headline);
+    let batch_size = config.batch_size;
+    let data = args.data.load()?;
     let mut report = Run {
-        data: &args.data,
+        data: &data,
         config,
         shard,
         reference: args.reference_predictions.as_deref(),
         out: args.out.as_deref(),
         html: args.report.as_deref(),
     }
-    .go(&subject, name)?;
-    if super::defended::add_findings(&args.target, &args.data, shard, &params, &mut report)? {
-        write_reports(&report, args.out.as_deref(), args.report.as_deref())?;
+    .go(&target.subject, target.name)?;
+    if let Some(defended) = &target.defended {
+        let range = shard_range(shard, data.len(), batch_size);
+        let checks = super::defended::findings(defended, &report, &data, range, &params)?;
+        if !checks.is_empty() {
+            super::defended::add_checks(&mut report, checks);
+            write_reports(&report, args.out.as_deref(), args.report.as_deref())?;
+        }
     }
     if args.json {
         print_json(&report)?;
