@@ -9,43 +9,26 @@ evaluated without autograd. Prints one JSON object.
 
 Usage: python pytorch_certify.py THREADS IMAGES SIGMA N0 N ALPHA BATCH
 """
-import gzip
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from scipy.stats import beta, norm
+
+import refcnn
+from refcnn import RefCNN
 
 THREADS, IMAGES = int(sys.argv[1]), int(sys.argv[2])
 SIGMA, N0, N, ALPHA, BATCH = float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = ROOT / "crates/nnguard-data/data/bundled"
 
 
 def idx(name, offset):
-    return np.frombuffer(gzip.open(BUNDLED / name).read()[offset:], dtype=np.uint8)
-
-
-class RefCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.fc1 = nn.Linear(1600, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+    return refcnn.idx(name, offset, refcnn.BUNDLED)
 
 
 def sample_noise(model, x, num):
@@ -73,7 +56,7 @@ def certify(model, x):
 images = torch.tensor(idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)[:IMAGES].astype(np.float32) / 255)
 labels = idx("t10k-labels-idx1-ubyte.gz", 8)[:IMAGES].astype(np.int64)
 model = RefCNN()
-model.load_state_dict(load_file(str(ROOT / "testdata/reference/cnn.safetensors")), strict=True)
+model.load_state_dict(load_file(str(refcnn.ROOT / "testdata/reference/cnn.safetensors")), strict=True)
 model.eval()
 results = []
 with torch.inference_mode():

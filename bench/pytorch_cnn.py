@@ -7,38 +7,19 @@ in the shape `nnguard bench ... --json` prints, so the script can compare them.
 
 Usage: python pytorch_cnn.py THREADS IMAGES EPOCHS REPEAT
 """
-import gzip
 import json
 import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from refcnn import RefCNN, idx
 
 THREADS, IMAGES, EPOCHS, REPEAT = (int(a) for a in sys.argv[1:5])
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
-ROOT = "/usr/share/datasets/fashion-mnist/"
-
-
-def idx(name, offset):
-    return np.frombuffer(gzip.open(ROOT + name).read()[offset:], dtype=np.uint8)
-
-
-class RefCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.fc1 = nn.Linear(1600, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
 x_train = torch.tensor(idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)[:IMAGES].astype(np.float32) / 255)

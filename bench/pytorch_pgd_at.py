@@ -9,16 +9,16 @@ on the current network; cross-entropy on them. Writes the model as ONNX (opset 1
 
 Usage: python pytorch_pgd_at.py THREADS EPOCHS EPS STEPS STEP OUT.onnx [IMAGES]
 """
-import gzip
 import json
 import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
+
+from refcnn import RefCNN, idx
 
 THREADS, EPOCHS = int(sys.argv[1]), int(sys.argv[2])
 EPS, STEPS, STEP = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -26,25 +26,6 @@ OUT = sys.argv[6]
 IMAGES = int(sys.argv[7]) if len(sys.argv) > 7 else 60000
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
-ROOT = "/usr/share/datasets/fashion-mnist/"
-
-
-def idx(name, offset):
-    return np.frombuffer(gzip.open(ROOT + name).read()[offset:], dtype=np.uint8)
-
-
-class RefCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.fc1 = nn.Linear(1600, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
 def pgd(model, x, y):

@@ -9,7 +9,6 @@ Usage: python torchattacks_cnn.py WEIGHTS THREADS N BATCH REPEATS [ATTACK ...]
   ATTACK: pgd (eps 0.1, alpha 0.01, 20 steps, random start), apgd (APGD-CE, eps 0.1, 100 steps,
           1 restart), square (eps 0.1, 1000 queries, p_init 0.8); default: all three
 """
-import gzip
 import json
 import statistics
 import sys
@@ -17,33 +16,14 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 import torchattacks
 from safetensors.torch import load_file
+
+from refcnn import RefCNN, idx
 
 WEIGHTS, THREADS, N, BATCH, REPEATS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 WANTED = sys.argv[6:] or ["pgd", "apgd", "square"]
 torch.set_num_threads(THREADS)
-ROOT = "/usr/share/datasets/fashion-mnist/"
-
-
-def idx(name, offset):
-    return np.frombuffer(gzip.open(ROOT + name).read()[offset:], dtype=np.uint8)
-
-
-class RefCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
-        self.fc1 = nn.Linear(1600, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
 model = RefCNN()
