@@ -21,7 +21,7 @@
 
 use std::sync::Mutex;
 
-use nnguard_model::tensor::{Device, Tensor, TensorData, argmax_rows, batch_tensor, to_vec};
+use nnguard_model::tensor::{Tensor, TensorData, argmax_rows, batch_tensor, to_vec};
 use nnguard_model::{Classifier, Differentiable, ModelError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -387,18 +387,7 @@ impl<'a, M: Differentiable + ?Sized> SmoothedSoft<'a, M> {
 }
 
 impl<M: Differentiable + ?Sized> Classifier for SmoothedSoft<'_, M> {
-    fn input_shape(&self) -> [usize; 3] {
-        self.base.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.base.num_classes()
-    }
-    fn bounds(&self) -> (f32, f32) {
-        self.base.bounds()
-    }
-    fn device(&self) -> &Device {
-        self.base.device()
-    }
+    nnguard_model::delegate_classifier_geometry!(base);
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.forward(x.without_autodiff())
     }

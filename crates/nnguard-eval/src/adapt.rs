@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use nnguard_model::tensor::{Device, Tensor, TensorData};
+use nnguard_model::tensor::{Tensor, TensorData};
 use nnguard_model::{Classifier, Differentiable, InputGradient, Loss, ModelError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,18 +24,7 @@ pub const MIN_PROBABILITY: f32 = 1e-30;
 pub struct LogProbabilities(pub Arc<dyn Differentiable>);
 
 impl Classifier for LogProbabilities {
-    fn input_shape(&self) -> [usize; 3] {
-        self.0.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.0.num_classes()
-    }
-    fn bounds(&self) -> (f32, f32) {
-        self.0.bounds()
-    }
-    fn device(&self) -> &Device {
-        self.0.device()
-    }
+    nnguard_model::delegate_classifier_geometry!(0);
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.0.logits(x).clamp_min(MIN_PROBABILITY).log()
     }
@@ -79,18 +68,7 @@ impl Eot {
 }
 
 impl Classifier for Eot {
-    fn input_shape(&self) -> [usize; 3] {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.inner.num_classes()
-    }
-    fn bounds(&self) -> (f32, f32) {
-        self.inner.bounds()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
+    nnguard_model::delegate_classifier_geometry!(inner);
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.mean(x, |x| self.inner.logits(x))
     }
@@ -132,18 +110,7 @@ impl Spsa {
 }
 
 impl Classifier for Spsa {
-    fn input_shape(&self) -> [usize; 3] {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.inner.num_classes()
-    }
-    fn bounds(&self) -> (f32, f32) {
-        self.inner.bounds()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
+    nnguard_model::delegate_classifier_geometry!(inner);
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.inner.logits(x)
     }
@@ -223,18 +190,7 @@ impl<F: Fn(Tensor<4>) -> Tensor<4> + Send + Sync> Bpda<F> {
 }
 
 impl<F: Fn(Tensor<4>) -> Tensor<4> + Send + Sync> Classifier for Bpda<F> {
-    fn input_shape(&self) -> [usize; 3] {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.inner.num_classes()
-    }
-    fn bounds(&self) -> (f32, f32) {
-        self.inner.bounds()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
+    nnguard_model::delegate_classifier_geometry!(inner);
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.inner.logits((self.preprocess)(x))
     }

@@ -85,3 +85,25 @@ pub trait Differentiable: Classifier {
         }
     }
 }
+
+/// Implements [`Classifier::input_shape`], [`Classifier::num_classes`],
+/// [`Classifier::bounds`] and [`Classifier::device`] inside an `impl Classifier` block by
+/// forwarding to the wrapped classifier in field `$inner` (a name or a tuple index): what
+/// every wrapper (EOT, BPDA, input transforms, smoothing) shares, leaving `logits` to it.
+#[macro_export]
+macro_rules! delegate_classifier_geometry {
+    ($inner:tt) => {
+        fn input_shape(&self) -> [usize; 3] {
+            self.$inner.input_shape()
+        }
+        fn num_classes(&self) -> usize {
+            self.$inner.num_classes()
+        }
+        fn bounds(&self) -> (f32, f32) {
+            self.$inner.bounds()
+        }
+        fn device(&self) -> &$crate::tensor::Device {
+            self.$inner.device()
+        }
+    };
+}

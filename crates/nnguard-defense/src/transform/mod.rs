@@ -36,7 +36,7 @@ pub use tv::{TotalVariation, TvConfig};
 
 use std::sync::Arc;
 
-use nnguard_model::tensor::{Device, Tensor, TensorData, to_vec};
+use nnguard_model::tensor::{Tensor, TensorData, to_vec};
 use nnguard_model::{Classifier, Differentiable, ModelError};
 
 use crate::DefenseError;
@@ -422,18 +422,7 @@ impl Transformed {
 }
 
 impl Classifier for Transformed {
-    fn input_shape(&self) -> [usize; 3] {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.inner.num_classes()
-    }
-    fn bounds(&self) -> (f32, f32) {
-        self.inner.bounds()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
+    nnguard_model::delegate_classifier_geometry!(inner);
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.inner.logits(self.transform(x))
     }
