@@ -57,4 +57,13 @@ impl AttackError {
             reason: reason.into(),
         }
     }
+
+    /// Checks a count setting (steps, restarts, queries, ...): zero is rejected by `flag`.
+    pub fn at_least_one(flag: &'static str, value: u64) -> Result<(), Self> {
+        if value == 0 {
+            Err(Self::config(flag, "must be at least 1"))
+        } else {
+            Ok(())
+        }
+    }
 }

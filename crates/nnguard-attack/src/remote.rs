@@ -68,12 +68,8 @@ impl RemoteOptions {
                 format!("must be a positive number of requests per second, got {r}"),
             ));
         }
-        if self.burst == 0 {
-            return Err(AttackError::config("--burst", "must be at least 1"));
-        }
-        if self.max_batch == 0 {
-            return Err(AttackError::config("--batch", "must be at least 1"));
-        }
+        AttackError::at_least_one("--burst", self.burst as u64)?;
+        AttackError::at_least_one("--batch", self.max_batch as u64)?;
         if self.bounds.0.partial_cmp(&self.bounds.1) != Some(std::cmp::Ordering::Less) {
             return Err(AttackError::config(
                 "--bounds",

@@ -84,12 +84,8 @@ impl ApgdConfig {
         if self.norm == Norm::L1 {
             return Err(AttackError::config("--norm", "APGD supports linf and l2"));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
-        if self.restarts == 0 {
-            return Err(AttackError::config("--restarts", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
+        AttackError::at_least_one("--restarts", self.restarts as u64)?;
         if !matches!(self.loss, Loss::CrossEntropy | Loss::Dlr) {
             return Err(AttackError::config(
                 "--loss",

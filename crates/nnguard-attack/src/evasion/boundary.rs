@@ -64,12 +64,8 @@ impl Default for BoundaryConfig {
 impl BoundaryConfig {
     /// Checks the parameters, naming the flag of the first invalid one.
     pub fn build(self) -> Result<Boundary, AttackError> {
-        if self.queries == 0 {
-            return Err(AttackError::config("--queries", "must be at least 1"));
-        }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
+        AttackError::at_least_one("--queries", self.queries)?;
+        AttackError::at_least_one("--steps", self.steps as u64)?;
         for (flag, v) in [
             ("--spherical-step", self.spherical_step),
             ("--source-step", self.source_step),
@@ -85,9 +81,7 @@ impl BoundaryConfig {
                 format!("must be > 1, got {}", self.step_adaptation),
             ));
         }
-        if self.init_trials == 0 {
-            return Err(AttackError::config("--init-trials", "must be at least 1"));
-        }
+        AttackError::at_least_one("--init-trials", self.init_trials as u64)?;
         Ok(Boundary { config: self })
     }
 }

@@ -80,9 +80,7 @@ impl CwL2Config {
                 format!("must be ≥ 0, got {}", self.kappa),
             ));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(AttackError::config(
                 "--step",
@@ -319,12 +317,8 @@ impl CwLinfConfig {
                 format!("must be ≥ 0, got {}", self.eps),
             ));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
-        if self.restarts == 0 {
-            return Err(AttackError::config("--restarts", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
+        AttackError::at_least_one("--restarts", self.restarts as u64)?;
         if let Some(s) = self.step
             && !(s.is_finite() && s > 0.0)
         {

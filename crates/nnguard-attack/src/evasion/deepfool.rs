@@ -59,9 +59,7 @@ impl DeepFoolConfig {
                 "DeepFool supports l2 and linf",
             ));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
         if !(self.overshoot.is_finite() && self.overshoot >= 0.0) {
             return Err(AttackError::config(
                 "--overshoot",

@@ -70,12 +70,8 @@ impl FabConfig {
         if self.norm == Norm::L1 {
             return Err(AttackError::config("--norm", "FAB-T supports linf and l2"));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
-        if self.restarts == 0 {
-            return Err(AttackError::config("--restarts", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
+        AttackError::at_least_one("--restarts", self.restarts as u64)?;
         if self.target_classes == 0 {
             return Err(AttackError::config(
                 "--target-classes",

@@ -66,12 +66,8 @@ impl HopSkipJumpConfig {
                 "HopSkipJump supports l2 and linf",
             ));
         }
-        if self.queries == 0 {
-            return Err(AttackError::config("--queries", "must be at least 1"));
-        }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
+        AttackError::at_least_one("--queries", self.queries)?;
+        AttackError::at_least_one("--steps", self.steps as u64)?;
         if self.init_evals == 0 || self.max_evals < self.init_evals {
             return Err(AttackError::config(
                 "--init-evals",
@@ -87,9 +83,7 @@ impl HopSkipJumpConfig {
                 format!("must be > 0, got {}", self.gamma),
             ));
         }
-        if self.init_trials == 0 {
-            return Err(AttackError::config("--init-trials", "must be at least 1"));
-        }
+        AttackError::at_least_one("--init-trials", self.init_trials as u64)?;
         Ok(HopSkipJump { config: self })
     }
 }

@@ -91,21 +91,15 @@ impl PatchConfig {
                 format!("must be in [0, 180] degrees, got {}", self.max_rotation_deg),
             ));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
-        if self.batch == 0 {
-            return Err(AttackError::config("--batch", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
+        AttackError::at_least_one("--batch", self.batch as u64)?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(AttackError::config(
                 "--step",
                 format!("the learning rate must be > 0, got {}", self.lr),
             ));
         }
-        if self.placements == 0 {
-            return Err(AttackError::config("--placements", "must be at least 1"));
-        }
+        AttackError::at_least_one("--placements", self.placements as u64)?;
         Ok(Patch {
             config: self,
             trained: Mutex::new(None),

@@ -61,12 +61,8 @@ impl PgdConfig {
                 format!("must be ≥ 0, got {}", self.eps),
             ));
         }
-        if self.steps == 0 {
-            return Err(AttackError::config("--steps", "must be at least 1"));
-        }
-        if self.restarts == 0 {
-            return Err(AttackError::config("--restarts", "must be at least 1"));
-        }
+        AttackError::at_least_one("--steps", self.steps as u64)?;
+        AttackError::at_least_one("--restarts", self.restarts as u64)?;
         if let Some(s) = self.step
             && !(s.is_finite() && s > 0.0)
         {

@@ -67,18 +67,14 @@ impl SquareConfig {
                 format!("must be > 0, got {}", self.eps),
             ));
         }
-        if self.queries == 0 {
-            return Err(AttackError::config("--queries", "must be at least 1"));
-        }
+        AttackError::at_least_one("--queries", self.queries)?;
         if !(self.p_init > 0.0 && self.p_init <= 1.0) {
             return Err(AttackError::config(
                 "--p-init",
                 format!("must be in (0, 1], got {}", self.p_init),
             ));
         }
-        if self.restarts == 0 {
-            return Err(AttackError::config("--restarts", "must be at least 1"));
-        }
+        AttackError::at_least_one("--restarts", self.restarts as u64)?;
         Ok(Square { config: self })
     }
 }

@@ -66,9 +66,7 @@ impl UapConfig {
         if self.epochs == 0 {
             return Err(AttackError::config("--steps", "must be at least 1 pass"));
         }
-        if self.batch == 0 {
-            return Err(AttackError::config("--batch", "must be at least 1"));
-        }
+        AttackError::at_least_one("--batch", self.batch as u64)?;
         if let Some(s) = self.step
             && !(s.is_finite() && s > 0.0)
         {
